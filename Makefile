@@ -1,0 +1,49 @@
+# callvault: `make run` to start, `make test` to check everything.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DATA_DIR ?= $(CURDIR)/data
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the test suite drives as real peers and to make test audio.
+TEST_APT := sip-tester sox libsox-fmt-all espeak-ng ffmpeg tshark
+TEST_BINS := sipp sox espeak-ng ffmpeg tshark
+
+.PHONY: run test lint typecheck pytest test-deps clean bench
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	CALLVAULT_DATA_DIR=$(DATA_DIR) $(BIN)/callvault manage migrate --noinput
+	CALLVAULT_DATA_DIR=$(DATA_DIR) $(BIN)/callvault manage ensure_admin
+	CALLVAULT_DATA_DIR=$(DATA_DIR) $(BIN)/callvault serve
+
+test-deps:
+	@missing=""; for b in $(TEST_BINS); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing test tools (missing:$$missing)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(TEST_APT) >/dev/null; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check callvault tests benchmarks
+	$(BIN)/ruff format --check callvault tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy callvault
+
+pytest: $(STAMP) test-deps
+	$(BIN)/pytest
+
+test: $(STAMP) test-deps lint typecheck pytest
+
+bench: $(STAMP) test-deps
+	$(BIN)/python benchmarks/siprec_capacity.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

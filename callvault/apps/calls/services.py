@@ -1,0 +1,101 @@
+"""Behaviour on calls shared by the recorder, the jobs, the CLI and the web."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from callvault.apps.calls.models import Call
+from callvault.phone import normalize
+
+
+def ts(t: float | None) -> datetime | None:
+    return datetime.fromtimestamp(t, tz=UTC) if t is not None else None
+
+
+def call_as_dict(call: Call) -> dict[str, Any]:
+    """The JSON shape of a call for ``callvault calls --json`` and scripts."""
+    recording: dict[str, Any] | None = None
+    rec = getattr(call, "recording", None) if hasattr(call, "recording") else None
+    if rec is not None:
+        from django.conf import settings
+
+        recording = {
+            "path": str(settings.RECORDINGS_DIR / rec.storage_key),
+            "storage_key": rec.storage_key,
+            "format": rec.format,
+            "codec": rec.codec,
+            "channels": rec.channels,
+            "sample_rate": rec.sample_rate,
+            "bytes": rec.bytes,
+            "sha256": rec.sha256,
+            "duration": rec.duration,
+            "channel_map": rec.channel_map,
+        }
+    return {
+        "id": str(call.id),
+        "source": call.source,
+        "direction": call.direction,
+        "state": call.state,
+        "recording_state": call.recording_state,
+        "recording_error": call.recording_error,
+        "started_at": call.started_at.isoformat(),
+        "answered_at": call.answered_at.isoformat() if call.answered_at else None,
+        "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+        "duration": call.duration,
+        "end_reason": call.end_reason,
+        "sip_call_id": call.sip_call_id,
+        "siprec_session_id": call.siprec_session_id,
+        "caller_number": call.caller_number,
+        "caller_name": call.caller_name,
+        "callee_number": call.callee_number,
+        "callee_name": call.callee_name,
+        "packets": {
+            "received": call.packets_received,
+            "lost": call.packets_lost,
+            "late": call.packets_late,
+            "dropped": call.packets_dropped,
+        },
+        "participants": [
+            {
+                "role": p.role,
+                "number": p.number,
+                "number_raw": p.number_raw,
+                "display_name": p.display_name,
+                "aor": p.aor,
+            }
+            for p in call.participants.all()
+        ],
+        "streams": [
+            {
+                "index": s.index,
+                "label": s.label,
+                "role": s.role,
+                "codec": s.codec,
+                "unsupported": s.unsupported,
+                "received": s.packets_received,
+                "lost": s.packets_lost,
+                "late": s.packets_late,
+                "duplicate": s.packets_duplicate,
+                "dropped": s.packets_dropped,
+                "ssrc_changes": s.ssrc_changes,
+                "jitter_ms": s.jitter_ms,
+            }
+            for s in call.streams.all()
+        ],
+        "dtmf": [
+            {"digit": d.digit, "offset": d.offset, "duration_ms": d.duration_ms} for d in call.dtmf_events.all()
+        ],
+        "recording": recording,
+    }
+
+
+def participant_fields(p: dict[str, Any]) -> dict[str, str]:
+    number_raw = p.get("number") or ""
+    return {
+        "participant_id": (p.get("participant_id") or "")[:255],
+        "number": normalize(number_raw),
+        "number_raw": number_raw[:255],
+        "display_name": (p.get("name") or "")[:255],
+        "aor": (p.get("aor") or "")[:512],
+    }

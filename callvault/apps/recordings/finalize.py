@@ -1,0 +1,262 @@
+"""Finalize: turn a call's spool into a verified stereo recording.
+
+decode every stream -> align on RTP time (gaps become silence) -> caller left,
+callee right -> encode -> verify by decoding -> hash -> store -> database ->
+remove the spool. Idempotent: the job claims the call with a conditional
+update; a retry after a crash at any step converges on one recording.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from callvault.apps.calls.journal import JournalState, end_call, upsert_call
+from callvault.apps.calls.models import Call, CallState, DtmfEvent, RecordingState, Stream
+from callvault.apps.recordings.models import Recording
+from callvault.storage import get_storage
+
+log = logging.getLogger("callvault.finalize")
+
+# A claim older than this is considered abandoned by a crashed worker.
+STALE_CLAIM = timedelta(minutes=10)
+# The recording must decode to the expected length within this tolerance.
+DURATION_TOLERANCE = 0.06
+MAX_ATTEMPTS = 5
+
+
+class FinalizeError(Exception):
+    pass
+
+
+def calls_needing_finalize() -> list[str]:
+    stale = timezone.now() - STALE_CLAIM
+    qs = Call.objects.filter(
+        Q(recording_state=RecordingState.PENDING)
+        | Q(recording_state=RecordingState.PROCESSING, updated_at__lt=stale)
+    ).filter(finalize_attempts__lt=MAX_ATTEMPTS)
+    return [str(pk) for pk in qs.values_list("id", flat=True)[:1000]]
+
+
+def request_retry(call_id: str) -> str:
+    """Put a failed (or stuck) recording back in the queue; the operator's "retry" button."""
+    from callvault.apps.recordings.tasks import enqueue_finalize
+
+    try:
+        call = Call.objects.get(pk=call_id)
+    except (Call.DoesNotExist, ValueError, Exception) as exc:
+        if isinstance(exc, Call.DoesNotExist | ValueError) or "UUID" in str(exc):
+            raise LookupError(f"no call with id {call_id}") from None
+        raise
+    if call.recording_state == RecordingState.READY:
+        return "この通話の録音はすでに完成しています。"
+    Call.objects.filter(pk=call.pk).update(
+        recording_state=RecordingState.PENDING, recording_error="", finalize_attempts=0
+    )
+    enqueue_finalize(str(call.pk))
+    return f"通話 {call.pk} の録音処理を再実行キューに入れました。"
+
+
+def _claim(call_id: str) -> bool:
+    stale = timezone.now() - STALE_CLAIM
+    n = Call.objects.filter(pk=call_id).filter(
+        Q(recording_state=RecordingState.PENDING)
+        | Q(recording_state=RecordingState.PROCESSING, updated_at__lt=stale)
+    ).update(
+        recording_state=RecordingState.PROCESSING,
+        finalize_attempts=F("finalize_attempts") + 1,
+        updated_at=timezone.now(),
+    )
+    return n == 1
+
+
+def _payload_types(spec: dict[str, Any]) -> dict[int, Any]:
+    from callvault.rtp.stream import PayloadType
+
+    out: dict[int, Any] = {}
+    for pt, (enc, rate, ch, fmtp) in (spec or {}).items():
+        out[int(pt)] = PayloadType(encoding=enc, clock_rate=int(rate), channels=int(ch or 1), fmtp=fmtp)
+    return out
+
+
+def build_audio(spool_dir: Path, state: JournalState) -> dict[str, Any]:
+    """Decode and mix the spool. Returns pcm, rate, channel map and per-stream results."""
+    from callvault.media.mix import choose_out_rate, mix_mono, mix_stereo
+    from callvault.media.track import decode_track
+    from callvault.spool.reader import read_stream
+
+    stream_files = {i: spool_dir / f"stream-{i}.rtp" for i in state.streams}
+    first_arrivals: list[float] = []
+    for i, path in stream_files.items():
+        if path.exists():
+            for arrival, _pkt in read_stream(path):
+                first_arrivals.append(arrival)
+                break
+    t0 = min(first_arrivals) if first_arrivals else (state.answered_t or state.invite.get("t", 0.0))
+
+    from callvault.codecs import is_supported
+
+    rates: list[int] = []
+    for s in state.streams.values():
+        for enc, rate, _ch, _f in (s.get("payload_types") or {}).values():
+            if is_supported(enc, int(rate)) and enc.lower() not in ("telephone-event", "cn"):
+                rates.append(16000 if enc.lower() == "g722" else int(rate))
+    out_rate = choose_out_rate(rates or [8000])
+
+    tracks: dict[int, Any] = {}
+    for i, s in sorted(state.streams.items()):
+        path = stream_files[i]
+        records = read_stream(path) if path.exists() else iter(())
+        tracks[i] = decode_track(records, _payload_types(s.get("payload_types") or {}), t0=t0, out_rate=out_rate)
+
+    roles = {i: (s.get("role") or "unknown") for i, s in state.streams.items()}
+    left = [tracks[i] for i in sorted(tracks) if roles[i] == "caller"]
+    right = [tracks[i] for i in sorted(tracks) if roles[i] in ("callee", "unknown")]
+    mixed = [tracks[i] for i in sorted(tracks) if roles[i] == "mixed"]
+    if mixed and not left and not right:
+        pcm = mix_mono(mixed, out_rate=out_rate)
+        channel_map = {"mono": "mixed"}
+    else:
+        # Extra streams (a third party after a transfer or conference) go with the callee side.
+        pcm = mix_stereo(_combine(left, out_rate), _combine(right + mixed, out_rate), out_rate=out_rate)
+        channel_map = {"left": "caller", "right": "callee"}
+    return {"pcm": pcm, "rate": out_rate, "channel_map": channel_map, "tracks": tracks, "t0": t0}
+
+
+def _combine(tracks: list[Any], out_rate: int) -> Any:
+    if not tracks:
+        return None
+    if len(tracks) == 1:
+        return tracks[0]
+    from callvault.media.mix import overlay_tracks
+
+    return overlay_tracks(tracks, out_rate=out_rate)
+
+
+def finalize_call(call_id: str) -> str:
+    """Finalize one call. Returns the resulting recording state."""
+    from callvault.media.encode import encode_recording, probe_recording, sha256_file
+    from callvault.spool.reader import read_journal
+    from callvault.spool.recovery import remove_spool
+
+    started = time.monotonic()
+    if not _claim(call_id):
+        call = Call.objects.filter(pk=call_id).first()
+        return call.recording_state if call else "missing"
+    call = Call.objects.get(pk=call_id)
+    spool_dir = settings.SPOOL_DIR / (call.spool_key or "")
+    try:
+        if not call.spool_key or not spool_dir.is_dir():
+            if Recording.objects.filter(call=call).exists():
+                Call.objects.filter(pk=call.pk).update(recording_state=RecordingState.READY, recording_error="")
+                return RecordingState.READY
+            raise FinalizeError("spool is missing and no recording exists")
+        state = JournalState.fold(read_journal(spool_dir))
+        audio = build_audio(spool_dir, state)
+        pcm, rate = audio["pcm"], audio["rate"]
+        expected = len(pcm) / rate
+        fmt = settings.RECORDING_FORMAT
+        ext = {"opus": "opus", "flac": "flac", "wav": "wav"}[fmt]
+        key = f"{call.started_at:%Y/%m/%d}/{call.pk}.{ext}"
+        storage = get_storage()
+        tmp_dir = settings.DATA_DIR / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=tmp_dir) as td:
+            out = Path(td) / f"rec.{ext}"
+            info = encode_recording(
+                pcm, rate, fmt, out, bitrate=settings.OPUS_BITRATE,
+                metadata={"callvault_call_id": str(call.pk), "date": call.started_at.isoformat()},
+            )
+            probe = probe_recording(out)
+            if abs(probe.duration - expected) > DURATION_TOLERANCE:
+                raise FinalizeError(
+                    f"encoded recording lasts {probe.duration:.3f}s, expected {expected:.3f}s"
+                )
+            if storage.exists(key):
+                # A previous attempt stored the file but crashed before the database commit.
+                with storage.open(key) as fh:
+                    import hashlib
+
+                    if hashlib.file_digest(fh, "sha256").hexdigest() != info.sha256:
+                        storage.delete(key)
+            if not storage.exists(key):
+                storage.put_file(key, out)
+        local = storage.local_path(key)
+        if local is not None and sha256_file(local) != info.sha256:
+            raise FinalizeError("stored recording does not match its hash")
+        _save(call, state, audio, key, fmt, info, probe)
+    except Exception as exc:
+        log.exception("x finalize failed call=%s", call_id)
+        final = call.finalize_attempts + 1 >= MAX_ATTEMPTS
+        Call.objects.filter(pk=call.pk).update(
+            recording_state=RecordingState.FAILED if final else RecordingState.PENDING,
+            recording_error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        if final:
+            return RecordingState.FAILED
+        raise
+    remove_spool(settings.SPOOL_DIR, spool_dir)
+    log.info("= finalized call=%s in %.0f ms (%.1fs audio)", call_id, (time.monotonic() - started) * 1000,
+             expected)
+    return RecordingState.READY
+
+
+@transaction.atomic
+def _save(call: Call, state: JournalState, audio: dict[str, Any], key: str, fmt: str, info: Any,
+          probe: Any) -> None:
+    totals = {"received": 0, "lost": 0, "late": 0, "dropped": 0}
+    DtmfEvent.objects.filter(call=call).delete()
+    for index, track in audio["tracks"].items():
+        st = track.stats
+        dropped = st.dropped_malformed + st.unknown_pt
+        Stream.objects.filter(call=call, index=index).update(
+            packets_received=st.received, packets_lost=st.lost, packets_late=st.late,
+            packets_duplicate=st.duplicates, packets_dropped=dropped, ssrc_changes=st.ssrc_changes,
+            jitter_ms=float(st.jitter), codec=",".join(sorted(track.codecs))[:32],
+            unsupported=bool(track.unsupported),
+        )
+        totals["received"] += st.received
+        totals["lost"] += st.lost
+        totals["late"] += st.late
+        totals["dropped"] += dropped
+        for d in track.dtmf:
+            DtmfEvent.objects.create(call=call, stream_index=index, digit=d.digit, offset=d.time,
+                                     duration_ms=int(d.duration_ms))
+    Recording.objects.update_or_create(
+        call=call,
+        defaults={
+            "storage_key": key, "format": fmt, "codec": info.codec, "channels": info.channels,
+            "sample_rate": info.sample_rate, "bytes": info.bytes, "sha256": info.sha256,
+            "duration": probe.duration, "channel_map": audio["channel_map"], "verified_at": timezone.now(),
+        },
+    )
+    Call.objects.filter(pk=call.pk).update(
+        recording_state=RecordingState.READY, recording_error="",
+        packets_received=totals["received"], packets_lost=totals["lost"],
+        packets_late=totals["late"], packets_dropped=totals["dropped"],
+    )
+
+
+def ingest_spool(spool_dir: Path, *, interrupted: bool) -> str | None:
+    """Make sure the database knows the call of a spool (recorder start-up and the live path)."""
+    from callvault.spool.reader import read_journal
+
+    events = read_journal(spool_dir)
+    state = JournalState.fold(events)
+    if not state.call_id:
+        log.warning("x spool %s has no invite record; left for inspection", spool_dir)
+        return None
+    call = upsert_call(state, spool_key=spool_dir.name)
+    if interrupted or state.ended_t is not None:
+        if call.state in (CallState.RINGING, CallState.ACTIVE) or interrupted:
+            end_call(call, state, interrupted=interrupted)
+    return str(call.pk)

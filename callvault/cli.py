@@ -1,0 +1,242 @@
+"""The ``callvault`` command.
+
+``callvault serve`` runs everything on the embedded default (SQLite + files
+under ``--data-dir``): the SIPREC recorder, the job worker and the web server,
+each in its own process so that encoding never steals time from packet capture.
+``recorder``, ``worker`` and ``web`` run the parts separately for scale-out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from callvault.config import ConfigError, parse_port_range
+
+
+def _setup_django(data_dir: str | None) -> None:
+    if data_dir:
+        os.environ["CALLVAULT_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callvault.settings")
+    import django
+    from django.conf import settings
+
+    django.setup()
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    settings.SPOOL_DIR.mkdir(parents=True, exist_ok=True)
+    settings.RECORDINGS_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("CALLVAULT_DATA_DIR", "data"),
+        help="directory for the database, spool and recordings (env CALLVAULT_DATA_DIR; default ./data)",
+    )
+
+
+def _add_recorder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sip-host", default=os.environ.get("CALLVAULT_SIP_HOST", "0.0.0.0"),
+                   help="address to listen on for SIP (UDP and TCP); default 0.0.0.0")
+    p.add_argument("--sip-port", type=int, default=int(os.environ.get("CALLVAULT_SIP_PORT", "5060")),
+                   help="SIP port for UDP and TCP; default 5060")
+    p.add_argument("--rtp-ports", default=os.environ.get("CALLVAULT_RTP_PORTS", "20000-29999"),
+                   help="UDP port range for RTP, LOW-HIGH; default 20000-29999")
+    p.add_argument("--media-ip", default=os.environ.get("CALLVAULT_MEDIA_IP", ""),
+                   help="address announced in SDP answers (default: the SIP listen address, "
+                        "or the address the INVITE arrived on)")
+
+
+def _add_web_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--http-host", default=os.environ.get("CALLVAULT_HTTP_HOST", "127.0.0.1"),
+                   help="address for the web server; default 127.0.0.1")
+    p.add_argument("--http-port", type=int, default=int(os.environ.get("CALLVAULT_HTTP_PORT", "8000")),
+                   help="port for the web server; default 8000")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callvault",
+        description="callvault: self-hosted call recording (SIPREC recorder, web app, jobs).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("serve", help="run recorder, worker and web together on the embedded default")
+    _add_common(p)
+    _add_recorder_args(p)
+    _add_web_args(p)
+
+    p = sub.add_parser("recorder", help="run the SIPREC recording server only")
+    _add_common(p)
+    _add_recorder_args(p)
+
+    p = sub.add_parser("worker", help="run the job worker only (finalize recordings, ...)")
+    _add_common(p)
+
+    p = sub.add_parser("web", help="run the web server (ASGI) only")
+    _add_common(p)
+    _add_web_args(p)
+
+    p = sub.add_parser("calls", help="list recorded calls")
+    _add_common(p)
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument("--limit", type=int, default=50, help="how many calls, newest first (default 50)")
+
+    p = sub.add_parser("retry", help="queue the recording of a call for processing again")
+    _add_common(p)
+    p.add_argument("call_id", help="the call's id (UUID)")
+
+    p = sub.add_parser("manage", help="run a Django management command, e.g. createsuperuser --noinput",
+                       add_help=False)
+    _add_common(p)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _cmd_calls(args: argparse.Namespace) -> int:
+    from callvault.apps.calls.services import call_as_dict
+    from callvault.apps.calls.models import Call
+
+    calls = (
+        Call.objects.prefetch_related("participants", "streams", "dtmf_events")
+        .select_related("recording")
+        .order_by("-started_at")[: max(args.limit, 0)]
+    )
+    rows = [call_as_dict(c) for c in calls]
+    if args.json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    from callvault.phone import display
+
+    if not rows:
+        print("通話はまだありません。")
+        return 0
+    for r in rows:
+        dur = f"{r['duration']:.0f}秒" if r["duration"] is not None else "-"
+        print(f"{r['started_at'][:19]}  {display(r['caller_number']) or '?':>15} → "
+              f"{display(r['callee_number']) or '?':<15} {r['state']:<11} {r['recording_state']:<10} {dur:>6}  {r['id']}")
+    return 0
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    from callvault.apps.recordings.finalize import request_retry
+
+    try:
+        message = request_retry(args.call_id)
+    except LookupError as exc:
+        print(f"callvault retry: {exc}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
+def _run_children(commands: list[list[str]]) -> int:
+    """Start the parts as child processes; stop them all when one fails or on a signal."""
+    procs: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for cmd in commands:
+        procs.append(subprocess.Popen(cmd))
+    rc = 0
+    try:
+        while not stopping:
+            for p in procs:
+                code = p.poll()
+                if code is not None:
+                    print(f"callvault serve: {' '.join(p.args[3:4])} exited with {code}; stopping", file=sys.stderr)
+                    rc = code or 1
+                    stopping = True
+                    break
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for p in procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    return rc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "manage":
+            _setup_django(args.data_dir)
+            from django.core.management import execute_from_command_line
+
+            execute_from_command_line(["callvault manage", *args.args])
+            return 0
+
+        if hasattr(args, "rtp_ports"):
+            args.rtp_range = parse_port_range(args.rtp_ports, "--rtp-ports")
+        _setup_django(args.data_dir)
+
+        if args.command == "serve":
+            _migrate()
+            data = str(Path(args.data_dir).expanduser().resolve())
+            me = [sys.executable, "-m", "callvault.cli"]
+            return _run_children([
+                [*me, "recorder", "--data-dir", data, "--sip-host", args.sip_host, "--sip-port",
+                 str(args.sip_port), "--rtp-ports", args.rtp_ports, "--media-ip", args.media_ip],
+                [*me, "worker", "--data-dir", data],
+                [*me, "web", "--data-dir", data, "--http-host", args.http_host, "--http-port",
+                 str(args.http_port)],
+            ])
+        if args.command == "recorder":
+            from callvault.capture.siprec_server import run_recorder
+
+            return run_recorder(
+                sip_host=args.sip_host, sip_port=args.sip_port, rtp_range=args.rtp_range,
+                media_ip=args.media_ip or None,
+            )
+        if args.command == "worker":
+            from callvault.jobs import run_worker
+
+            return run_worker()
+        if args.command == "web":
+            import uvicorn
+
+            uvicorn.run("callvault.asgi:application", host=args.http_host, port=args.http_port,
+                        log_level="warning", lifespan="off")
+            return 0
+        if args.command == "calls":
+            return _cmd_calls(args)
+        if args.command == "retry":
+            return _cmd_retry(args)
+    except ConfigError as exc:
+        print(f"callvault: {exc}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

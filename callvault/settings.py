@@ -1,0 +1,188 @@
+"""The one settings module of callvault, driven by environment variables.
+
+Embedded default: SQLite (WAL) and local files under ``CALLVAULT_DATA_DIR``;
+jobs in a SQLite-backed queue; live events in memory.
+Scale-out: ``DATABASE_URL=postgres://...``, ``REDIS_URL=redis://...`` (job queue
+and channel layer), later S3 object storage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from django.utils.translation import gettext_lazy as _
+
+from callvault.config import ConfigError, env_bool, env_choice, env_int, env_str
+
+BASE_DIR = Path(__file__).resolve().parent
+
+DATA_DIR = Path(env_str("CALLVAULT_DATA_DIR", "data")).expanduser().resolve()
+SPOOL_DIR = DATA_DIR / "spool"
+RECORDINGS_DIR = DATA_DIR / "recordings"
+
+DEBUG = env_bool("CALLVAULT_DEBUG", False)
+_secret = env_str("CALLVAULT_SECRET_KEY")
+if not _secret:
+    # The embedded default keeps a generated key in the data directory so that
+    # sessions survive restarts without the operator having to set anything.
+    _key_file = DATA_DIR / "secret_key"
+    try:
+        _secret = _key_file.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        import secrets
+
+        _secret = secrets.token_urlsafe(50)
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        _key_file.write_text(_secret, encoding="ascii")
+        _key_file.chmod(0o600)
+SECRET_KEY = _secret
+
+ALLOWED_HOSTS = [h.strip() for h in env_str("CALLVAULT_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "huey.contrib.djhuey",
+    "callvault.apps.calls",
+    "callvault.apps.recordings",
+    "callvault.apps.web",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "callvault.urls"
+ASGI_APPLICATION = "callvault.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+
+def _database_from_url(url: str) -> dict[str, object]:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgres", "postgresql"):
+        raise ConfigError(f"DATABASE_URL: only postgres:// URLs are supported, got scheme {parsed.scheme!r}")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parsed.path.lstrip("/")) or "callvault",
+        "USER": unquote(parsed.username or ""),
+        "PASSWORD": unquote(parsed.password or ""),
+        "HOST": parsed.hostname or "",
+        "PORT": str(parsed.port or ""),
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": _database_from_url(DATABASE_URL)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "callvault.sqlite3"),
+            "OPTIONS": {
+                # WAL lets the recorder, the worker and the web process read while one writes.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+
+LANGUAGE_CODE = "ja"
+LANGUAGES = [("ja", _("日本語")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env_str("CALLVAULT_TIME_ZONE", "Asia/Tokyo")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("CALLVAULT_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+REDIS_URL = env_str("REDIS_URL")
+
+# --- Recorder -----------------------------------------------------------------
+RECORDING_FORMAT = env_choice("CALLVAULT_RECORDING_FORMAT", "opus", ("opus", "flac", "wav"))
+# Per-channel Opus bitrate in bit/s (two independent mono streams, see media/encode.py).
+OPUS_BITRATE = env_int("CALLVAULT_OPUS_BITRATE", 0, minimum=0, maximum=256000) or None
+RTP_TIMEOUT = env_int("CALLVAULT_RTP_TIMEOUT", 60, minimum=5)
+SPOOL_FSYNC = env_bool("CALLVAULT_SPOOL_FSYNC", False)
+
+# --- Jobs ---------------------------------------------------------------------
+# One task API (huey). Embedded default: a queue in a SQLite file under the data
+# directory, no server needed. Scale-out: the same tasks on Redis.
+JOBS_BACKEND = "redis" if REDIS_URL else "sqlite"
+JOB_WORKERS = env_int("CALLVAULT_JOB_WORKERS", 2, minimum=1, maximum=64)
+_consumer = {
+    "workers": JOB_WORKERS,
+    "worker_type": "thread",
+    "initial_delay": 0.05,
+    "backoff": 1.2,
+    "max_delay": 0.5,
+    "check_worker_health": True,
+    "health_check_interval": 5,
+}
+if REDIS_URL:
+    HUEY = {
+        "huey_class": "huey.RedisHuey",
+        "name": env_str("CALLVAULT_QUEUE_NAME", "callvault"),
+        "url": REDIS_URL,
+        "blocking": True,
+        "read_timeout": 1,
+        "immediate": False,
+        "consumer": _consumer,
+    }
+else:
+    HUEY = {
+        "huey_class": "huey.SqliteHuey",
+        "name": "callvault",
+        "filename": str(DATA_DIR / "jobs.sqlite3"),
+        "immediate": False,
+        "consumer": _consumer,
+    }
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("CALLVAULT_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

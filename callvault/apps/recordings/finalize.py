@@ -90,7 +90,7 @@ def _payload_types(spec: dict[str, Any]) -> dict[int, Any]:
 
 def build_audio(spool_dir: Path, state: JournalState) -> dict[str, Any]:
     """Decode and mix the spool. Returns pcm, rate, channel map and per-stream results."""
-    from callvault.media.mix import choose_out_rate, mix_mono, mix_stereo
+    from callvault.media.mix import choose_out_rate, mix_mono
     from callvault.media.track import decode_track
     from callvault.spool.reader import read_stream
 
@@ -120,26 +120,27 @@ def build_audio(spool_dir: Path, state: JournalState) -> dict[str, Any]:
 
     roles = {i: (s.get("role") or "unknown") for i, s in state.streams.items()}
     left = [tracks[i] for i in sorted(tracks) if roles[i] == "caller"]
-    right = [tracks[i] for i in sorted(tracks) if roles[i] in ("callee", "unknown")]
     mixed = [tracks[i] for i in sorted(tracks) if roles[i] == "mixed"]
+    # Extra streams (a third party after a transfer or conference) go with the callee side.
+    right = [tracks[i] for i in sorted(tracks) if roles[i] not in ("caller", "mixed")]
     if mixed and not left and not right:
         pcm = mix_mono(mixed, out_rate=out_rate)
         channel_map = {"mono": "mixed"}
     else:
-        # Extra streams (a third party after a transfer or conference) go with the callee side.
-        pcm = mix_stereo(_combine(left, out_rate), _combine(right + mixed, out_rate), out_rate=out_rate)
+        right += mixed
+        pcm = _stereo(mix_mono(left, out_rate=out_rate), mix_mono(right, out_rate=out_rate))
         channel_map = {"left": "caller", "right": "callee"}
     return {"pcm": pcm, "rate": out_rate, "channel_map": channel_map, "tracks": tracks, "t0": t0}
 
 
-def _combine(tracks: list[Any], out_rate: int) -> Any:
-    if not tracks:
-        return None
-    if len(tracks) == 1:
-        return tracks[0]
-    from callvault.media.mix import overlay_tracks
+def _stereo(left: Any, right: Any) -> Any:
+    import numpy as np
 
-    return overlay_tracks(tracks, out_rate=out_rate)
+    n = max(len(left), len(right))
+    out = np.zeros((n, 2), dtype=np.int16)
+    out[: len(left), 0] = left
+    out[: len(right), 1] = right
+    return out
 
 
 def finalize_call(call_id: str) -> str:
@@ -204,7 +205,7 @@ def finalize_call(call_id: str) -> str:
         if final:
             return RecordingState.FAILED
         raise
-    remove_spool(settings.SPOOL_DIR, spool_dir)
+    remove_spool(spool_dir, root=settings.SPOOL_DIR)
     log.info("= finalized call=%s in %.0f ms (%.1fs audio)", call_id, (time.monotonic() - started) * 1000,
              expected)
     return RecordingState.READY
@@ -260,3 +261,45 @@ def ingest_spool(spool_dir: Path, *, interrupted: bool) -> str | None:
         if call.state in (CallState.RINGING, CallState.ACTIVE) or interrupted:
             end_call(call, state, interrupted=interrupted)
     return str(call.pk)
+
+
+def _last_arrival(spool_dir: Path) -> float | None:
+    from callvault.spool.reader import read_stream
+
+    last: float | None = None
+    for path in sorted(spool_dir.glob("stream-*.rtp")):
+        for arrival, _pkt in read_stream(path):
+            last = arrival if last is None else max(last, arrival)
+    return last
+
+
+def _append_journal(spool_dir: Path, events: list[dict[str, Any]]) -> None:
+    """Append records to the journal of a spool no writer holds any more (recovery only)."""
+    import json
+    import os
+
+    path = spool_dir / "journal.jsonl"
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        # a torn last line from the crash: drop it, it was never complete
+        os.truncate(path, data.rfind(b"\n") + 1)
+    with path.open("ab") as fh:
+        for ev in events:
+            fh.write(json.dumps(ev, ensure_ascii=False).encode() + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def recover_spool(spool_dir: Path) -> str | None:
+    """A spool whose recorder died mid-call: close it at its last audio, mark the call interrupted."""
+    from callvault.spool.reader import read_journal
+
+    state = JournalState.fold(read_journal(spool_dir))
+    last = _last_arrival(spool_dir)
+    end_t = max(t for t in (last, state.last_t) if t is not None) if (last or state.last_t) else time.time()
+    _append_journal(spool_dir, [
+        {"type": "ended", "t": end_t, "reason": "crash"},
+        {"type": "closed", "time": time.time(), "reason": "recovered"},
+    ])
+    log.warning("recovered interrupted call spool %s (audio until %.3f)", spool_dir.name, end_t)
+    return ingest_spool(spool_dir, interrupted=True)

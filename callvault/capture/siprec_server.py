@@ -1,0 +1,691 @@
+"""The SIPREC recording server (SRS, RFC 7866): asyncio adapter around the sans-I/O cores.
+
+Sockets live here and nothing else: SIP bytes go into the transaction layer
+(callvault.sip), offers are understood by callvault.siprec.session, RTP is
+spooled by capture.rtp_receiver. Every call event is journalled in the call's
+spool *before* the database hears of it; the database is updated from the
+journal in a background thread so a slow database never stalls capture.
+
+Logs say direction: ``<`` received, ``>`` sent, ``x`` dropped, and carry the call id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callvault.capture.rtp_receiver import PortPool, PortsExhausted, RtpReceiver
+from callvault.sdp import SdpError, SessionDescription, build_answer
+from callvault.sip.dialog import Dialog
+from callvault.sip.message import Request, SipParseError, make_response
+from callvault.sip.transaction import (
+    AckReceived,
+    AckTimeout,
+    CancelReceived,
+    CloseConnection,
+    MessageDropped,
+    RequestReceived,
+    TransactionLayer,
+)
+from callvault.siprec.metadata import RecordingMetadata
+from callvault.siprec.session import (
+    ACCEPTED_TYPES,
+    OfferError,
+    SiprecOffer,
+    guess_direction,
+    parse_offer,
+    participants_of,
+)
+from callvault.spool.writer import CallSpool, SpoolFlusher, StreamSpool
+
+log = logging.getLogger("callvault.recorder")
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
+SUPPORTED = "siprec, timer"
+SERVER = "callvault-srs"
+FLUSH_INTERVAL = 0.5
+CHECK_INTERVAL = 1.0
+
+
+@dataclass
+class StreamState:
+    index: int
+    receiver: RtpReceiver
+    spool: StreamSpool
+    port: int
+    remote: str | None
+    direction: str
+
+
+@dataclass
+class Session:
+    call_id: str  # our UUID for the call
+    sip_call_id: str
+    dialog: Dialog
+    spool: CallSpool
+    addr: tuple[str, int]
+    transport: str
+    invite_txn: str
+    sdp: SessionDescription | None = None
+    metadata: RecordingMetadata | None = None
+    streams: dict[int, StreamState] = field(default_factory=dict)
+    answered: bool = False
+    ended: bool = False
+    cancelled: bool = False
+    answer_version: int = 1
+    last_media: float = 0.0
+    last_answer: bytes = b""
+
+
+def _payload_types(sdp: SessionDescription, index: int) -> dict[str, list[Any]]:
+    media = sdp.media[index]
+    fmtp = media.fmtp
+    out: dict[str, list[Any]] = {}
+    for pt, rtpmap in media.rtpmap.items():
+        out[str(pt)] = [rtpmap.encoding, rtpmap.clock_rate, rtpmap.channels, fmtp.get(pt)]
+    return out
+
+
+def _main_codec(types: dict[str, list[Any]]) -> str:
+    for enc, _rate, _ch, _f in types.values():
+        if enc.lower() not in ("telephone-event", "cn"):
+            return str(enc)
+    return ""
+
+
+class Recorder:
+    """Owns the SIP transaction layer, the sessions and their RTP ports."""
+
+    def __init__(self, *, spool_root: Path, sip_host: str, sip_port: int, rtp_range: tuple[int, int],
+                 media_ip: str | None = None, rtp_timeout: float = 60.0, fsync: bool = False,
+                 on_db: Any = None) -> None:
+        self.loop = asyncio.get_event_loop()
+        self.spool_root = spool_root
+        self.sip_host = sip_host
+        self.sip_port = sip_port
+        self.media_ip = media_ip
+        self.rtp_timeout = rtp_timeout
+        self.fsync = fsync
+        self.ports = PortPool(*rtp_range)
+        self.layer = TransactionLayer(local_host=media_ip or sip_host, local_port=sip_port)
+        self.flusher = SpoolFlusher()
+        self.sessions: dict[tuple[str, str], Session] = {}  # (SIP Call-ID, our tag)
+        self.pending: dict[str, Session] = {}  # invite txn id -> session being set up
+        self.udp: asyncio.DatagramTransport | None = None
+        self.tcp_server: asyncio.AbstractServer | None = None
+        self.tcp_conns: dict[tuple[str, int], asyncio.Transport] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.on_db = on_db  # callable(spool_dir, ended: bool) run in the database thread
+        self.db = ThreadPoolExecutor(1, thread_name_prefix="callvault-db")
+        self.stats = {"calls": 0, "active": 0, "rejected": 0}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._periodic: list[asyncio.TimerHandle] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.sip_host else socket.AF_INET
+        self.udp, _ = await self.loop.create_datagram_endpoint(
+            lambda: _SipUdp(self), local_addr=(self.sip_host, self.sip_port), family=family
+        )
+        self.tcp_server = await self.loop.create_server(lambda: _SipTcp(self), self.sip_host, self.sip_port,
+                                                        family=family, reuse_address=True)
+        self._every(FLUSH_INTERVAL, self._flush)
+        self._every(CHECK_INTERVAL, self._check_media)
+        log.info("listening for SIPREC on %s:%d (UDP+TCP), RTP ports %d available",
+                 self.sip_host, self.sip_port, self.ports.capacity)
+
+    def _every(self, interval: float, fn: Any) -> None:
+        def tick() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("x periodic task %s failed", fn.__name__)
+            self._periodic.append(self.loop.call_later(interval, tick))
+
+        self._periodic.append(self.loop.call_later(interval, tick))
+
+    async def stop(self) -> None:
+        """Clean shutdown: tell every client the recording ends, keep all audio."""
+        for s in list(self.sessions.values()):
+            self._end(s, "shutdown", send_bye=True)
+        self._pump()
+        await asyncio.sleep(0.05)
+        for h in self._periodic:
+            h.cancel()
+        if self.udp:
+            self.udp.close()
+        if self.tcp_server:
+            self.tcp_server.close()
+        for t in list(self.tcp_conns.values()):
+            t.close()
+        await self.loop.run_in_executor(None, self.db.shutdown, True)
+
+    # ------------------------------------------------------------------ SIP input
+    def on_sip(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
+        now = self.loop.time()
+        self.layer.receive(data, addr, transport, now)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Handle every pending event, send what the layer produced, re-arm its timer."""
+        now = self.loop.time()
+        while (event := self.layer.next_event()) is not None:
+            try:
+                self._handle(event, now)
+            except Exception:
+                log.exception("x error handling %s", type(event).__name__)
+        for data, addr, transport in self.layer.datagrams_to_send():
+            self._send(data, addr, transport)
+        deadline = self.layer.get_timer()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if deadline is not None:
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.layer.handle_timer(self.loop.time())
+        self._pump()
+
+    def _send(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
+        if transport == "UDP":
+            if self.udp is not None:
+                self.udp.sendto(data, addr)
+        else:
+            conn = self.tcp_conns.get(addr)
+            if conn is None or conn.is_closing():
+                log.warning("x cannot send to %s over %s: connection closed", addr, transport)
+                return
+            conn.write(data)
+
+    def _handle(self, ev: Any, now: float) -> None:
+        if isinstance(ev, RequestReceived):
+            self._on_request(ev, now)
+        elif isinstance(ev, AckReceived):
+            s = self._session_for(ev.request)
+            if s is not None:
+                s.dialog.receive_request(ev.request, now)
+        elif isinstance(ev, CancelReceived):
+            s = self.pending.pop(ev.invite_txn_id, None)
+            if s is not None:
+                log.info("< CANCEL call=%s", s.call_id)
+                s.cancelled = True
+                self._end(s, "cancel", send_bye=False)
+        elif isinstance(ev, AckTimeout):
+            s = next((x for x in self.sessions.values() if x.sip_call_id == ev.call_id), None)
+            if s is not None and not s.ended:
+                log.warning("x no ACK for 200 OK call=%s; ending", s.call_id)
+                self._end(s, "ack_timeout", send_bye=True)
+        elif isinstance(ev, MessageDropped):
+            log.info("x dropped SIP from %s: %s%s", ev.addr, ev.reason, " (400 sent)" if ev.answered else "")
+        elif isinstance(ev, CloseConnection):
+            conn = self.tcp_conns.pop(ev.addr, None)
+            if conn is not None:
+                log.info("x closing %s connection from %s: %s", ev.transport, ev.addr, ev.reason)
+                conn.close()
+
+    def _session_for(self, request: Request) -> Session | None:
+        try:
+            tag = request.to.tag
+        except SipParseError:
+            return None
+        if not tag:
+            return None
+        return self.sessions.get((request.call_id, tag))
+
+    def _respond(self, ev: RequestReceived, status: int, reason: str | None = None, *,
+                 headers: list[tuple[str, str]] | None = None, session: Session | None = None,
+                 body: bytes = b"", content_type: str | None = None) -> None:
+        hdrs = [("Server", SERVER), *(headers or [])]
+        if session is not None:
+            resp = session.dialog.make_response(ev.request, status, reason, headers=hdrs, body=body,
+                                                content_type=content_type)
+        else:
+            resp = make_response(ev.request, status, reason, headers=hdrs, body=body, content_type=content_type)
+        self.layer.send_response(ev.txn_id, resp, self.loop.time())
+
+    def _on_request(self, ev: RequestReceived, now: float) -> None:
+        req = ev.request
+        method = req.method
+        try:
+            to_tag = req.to.tag
+        except SipParseError as exc:
+            self._respond(ev, 400, str(exc)[:100])
+            return
+        if method == "INVITE" and not to_tag:
+            task = self.loop.create_task(self._new_call(ev))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        if not to_tag:
+            if method == "OPTIONS":
+                self._respond(ev, 200, headers=[("Allow", ALLOW), ("Accept", ACCEPTED_TYPES),
+                                                ("Supported", SUPPORTED)])
+            elif method in ("BYE", "UPDATE", "INFO"):
+                self._respond(ev, 481)
+            elif method == "REGISTER":
+                self._respond(ev, 405, headers=[("Allow", ALLOW)])
+            else:
+                self._respond(ev, 501, headers=[("Allow", ALLOW)])
+            return
+        s = self._session_for(req)
+        if s is None:
+            self._respond(ev, 481)
+            return
+        refusal = s.dialog.receive_request(req, now)
+        if refusal is not None:
+            self._respond(ev, refusal, session=s)
+            return
+        if method in ("INVITE", "UPDATE"):
+            self._reoffer(ev, s)
+        elif method == "BYE":
+            log.info("< BYE call=%s", s.call_id)
+            self._respond(ev, 200, session=s)
+            self._end(s, "bye", send_bye=False)
+        elif method in ("OPTIONS", "INFO"):
+            self._respond(ev, 200, session=s, headers=[("Allow", ALLOW)])
+        else:
+            self._respond(ev, 501, session=s, headers=[("Allow", ALLOW)])
+
+    # ------------------------------------------------------------------ calls
+    def _local_ip(self, addr: tuple[str, int]) -> str:
+        if self.media_ip:
+            return self.media_ip
+        if self.sip_host not in ("0.0.0.0", "::"):
+            return self.sip_host
+        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(addr)
+            return str(probe.getsockname()[0])
+
+    def _open_streams(self, s: Session, offer: SiprecOffer, local_ip: str) -> list[int | None]:
+        """Bind a port for every offered audio m-line that has none yet."""
+        assert offer.sdp is not None
+        ports: list[int | None] = []
+        for index, media in enumerate(offer.sdp.media):
+            existing = s.streams.get(index)
+            if media.disabled or media.media.lower() != "audio":
+                ports.append(None)
+                continue
+            if existing is not None:
+                ports.append(existing.port)
+                continue
+            sock = self.ports.bind(local_ip if self.media_ip or self.sip_host not in ("0.0.0.0", "::")
+                                   else ("::" if ":" in local_ip else "0.0.0.0"))
+            port = sock.getsockname()[1]
+            spool = s.spool.open_stream(index)
+            self.flusher.add(spool)
+            receiver = RtpReceiver(spool.append)
+            receiver.last_change = self.loop.time()
+            # the transport is attached synchronously: uvloop accepts an already bound socket
+            task = self.loop.create_task(self.loop.create_datagram_endpoint(lambda r=receiver: r, sock=sock))
+            self._tasks.add(task)  # type: ignore[arg-type]
+            task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
+            s.streams[index] = StreamState(index, receiver, spool, port, offer.sdp.connection_address(index),
+                                           offer.sdp.effective_direction(index))
+            ports.append(port)
+        return ports
+
+    def _stream_records(self, s: Session, offer: SiprecOffer, answer: SessionDescription) -> list[dict[str, Any]]:
+        assert offer.sdp is not None
+        out = []
+        by_index = {si.index: si for si in offer.streams}
+        for index, st in s.streams.items():
+            info = by_index.get(index)
+            types = _payload_types(offer.sdp, index)
+            out.append({
+                "index": index,
+                "label": (info.label if info else None) or "",
+                "stream_id": (info.stream_id if info else None) or "",
+                "role": (info.role if info else "unknown"),
+                "participant_id": (info.participant.participant_id if info and info.participant else ""),
+                "payload_types": types,
+                "codec": _main_codec(types),
+                "local_port": st.port,
+                "remote": st.remote,
+                "direction": st.direction,
+                "unsupported": answer.media[index].port == 0,
+            })
+        return out
+
+    async def _new_call(self, ev: RequestReceived) -> None:
+        req = ev.request
+        now = self.loop.time()
+        try:
+            offer = parse_offer(req)
+        except OfferError as exc:
+            log.info("x INVITE %s rejected: %s", req.call_id, exc)
+            self.stats["rejected"] += 1
+            self._respond(ev, exc.status, exc.reason,
+                          headers=[("Accept", ACCEPTED_TYPES)] if exc.status == 415 else None)
+            self._pump()
+            return
+        if offer.sdp is None:
+            self._respond(ev, 488, "No SDP offer")
+            self._pump()
+            return
+        call_id = str(uuid.uuid4())
+        try:
+            dialog = Dialog.create_uas(req, contact=f"<sip:srs@{self._contact_host(ev.addr)}>;+sip.srs", now=now)
+        except (SipParseError, ValueError) as exc:
+            self._respond(ev, 400, str(exc)[:100])
+            self._pump()
+            return
+        spool = CallSpool(self.spool_root, call_id.replace("-", ""), fsync=self.fsync, flusher=self.flusher)
+        s = Session(call_id=call_id, sip_call_id=req.call_id, dialog=dialog, spool=spool, addr=ev.addr,
+                    transport=ev.transport, invite_txn=ev.txn_id, sdp=offer.sdp, metadata=offer.metadata,
+                    last_media=now)
+        local_ip = self._local_ip(ev.addr)
+        try:
+            ports = self._open_streams(s, offer, local_ip)
+            answer = build_answer(offer.sdp, local_ip=local_ip, ports=ports,
+                                  session_id=int(time.time()), session_version=s.answer_version)
+        except PortsExhausted:
+            log.error("x no RTP ports left: rejecting call %s", req.call_id)
+            self._respond(ev, 503, "No RTP ports available", headers=[("Retry-After", "5")])
+            self._discard(s)
+            self._pump()
+            return
+        except SdpError as exc:
+            log.info("x INVITE %s: %s", req.call_id, exc)
+            self._respond(ev, 488, str(exc)[:100], session=s)
+            self._discard(s)
+            self._pump()
+            return
+        self._release_rejected(s, answer)
+        self.pending[ev.txn_id] = s
+        participants = participants_of(offer)
+        caller = next((p for p in participants if p["role"] == "caller"), {})
+        callee = next((p for p in participants if p["role"] == "callee"), {})
+        from callvault.phone import normalize
+
+        session_ids = offer.metadata.sessions if offer.metadata else ()
+        spool.journal({
+            "type": "invite", "t": time.time(), "call_id": call_id, "source": "siprec",
+            "sip_call_id": req.call_id, "session_id": session_ids[0].session_id if session_ids else "",
+            "from": str(req.headers.get("From") or ""), "to": str(req.headers.get("To") or ""),
+            "remote": f"{ev.addr[0]}:{ev.addr[1]}", "transport": ev.transport,
+            "direction": guess_direction(normalize(caller.get("number", "")), normalize(callee.get("number", ""))),
+            "participants": participants, "streams": self._stream_records(s, offer, answer),
+            "extensions": {e.name: e.fields for e in offer.metadata.extensions} if offer.metadata else {},
+        })
+        body = bytes(answer)
+        s.last_answer = body
+        self.sessions[(req.call_id, dialog.local_tag)] = s
+        sent = self.layer.send_response(
+            ev.txn_id,
+            dialog.make_response(req, 200, headers=[("Server", SERVER), ("Supported", SUPPORTED),
+                                                    ("Allow", ALLOW)],
+                                 body=body, content_type="application/sdp"),
+            self.loop.time(),
+        )
+        self.pending.pop(ev.txn_id, None)
+        if not sent or s.cancelled:
+            # a CANCEL won the race; the layer already answered 487
+            if not s.ended:
+                self._end(s, "cancel", send_bye=False)
+            self._pump()
+            return
+        s.answered = True
+        self.stats["calls"] += 1
+        self.stats["active"] += 1
+        spool.journal({"type": "answered", "t": time.time()})
+        log.info("> 200 OK call=%s sip=%s streams=%s", call_id, req.call_id,
+                 {i: st.port for i, st in s.streams.items()})
+        self._to_db(s, ended=False)
+        self._pump()
+
+    def _contact_host(self, addr: tuple[str, int]) -> str:
+        ip = self._local_ip(addr)
+        host = f"[{ip}]" if ":" in ip else ip
+        return f"{host}:{self.sip_port}"
+
+    def _release_rejected(self, s: Session, answer: SessionDescription) -> None:
+        for index, media in enumerate(answer.media):
+            if media.port == 0 and index in s.streams:
+                st = s.streams.pop(index)
+                st.receiver.close()
+                self.ports.release(st.port)
+                st.spool.close()
+
+    def _reoffer(self, ev: RequestReceived, s: Session) -> None:
+        """re-INVITE / UPDATE: hold, resume, moved media, participants added."""
+        req = ev.request
+        if not req.body:
+            # no offer: answer with our current SDP (re-INVITE) or nothing (UPDATE refresh)
+            if req.method == "INVITE" and s.last_answer:
+                self._respond(ev, 200, session=s, body=s.last_answer, content_type="application/sdp")
+            else:
+                self._respond(ev, 200, session=s)
+            return
+        try:
+            offer = parse_offer(req, previous=s.metadata, previous_sdp=s.sdp)
+        except OfferError as exc:
+            self._respond(ev, exc.status, exc.reason, session=s)
+            return
+        assert offer.sdp is not None
+        previous = s.sdp
+        local_ip = self._local_ip(s.addr)
+        try:
+            ports = self._open_streams(s, offer, local_ip)
+            s.answer_version += 1
+            answer = build_answer(offer.sdp, local_ip=local_ip, ports=ports, session_id=int(time.time()),
+                                  session_version=s.answer_version)
+        except (SdpError, PortsExhausted) as exc:
+            # keep the session as it was (RFC 3264 §8: a failed re-offer changes nothing)
+            self._respond(ev, 488, str(exc)[:100], session=s)
+            return
+        for index, st in s.streams.items():
+            if index >= len(offer.sdp.media):
+                continue
+            remote = offer.sdp.connection_address(index)
+            moved = previous is not None and index < len(previous.media) and (
+                previous.media[index].port != offer.sdp.media[index].port
+                or previous.connection_address(index) != remote)
+            if moved:
+                st.receiver.unlatch()
+            st.remote = remote
+            st.direction = offer.sdp.effective_direction(index)
+        s.sdp = offer.sdp
+        s.metadata = offer.metadata
+        s.spool.journal({
+            "type": "update", "t": time.time(), "method": req.method,
+            "participants": participants_of(offer), "streams": self._stream_records(s, offer, answer),
+            "hold": all(st.direction in ("inactive", "recvonly") for st in s.streams.values()),
+        })
+        body = bytes(answer)
+        s.last_answer = body
+        self._respond(ev, 200, session=s, body=body, content_type="application/sdp")
+        log.info("< %s call=%s directions=%s", req.method, s.call_id,
+                 {i: st.direction for i, st in s.streams.items()})
+        self._to_db(s, ended=False)
+
+    def _end(self, s: Session, reason: str, *, send_bye: bool) -> None:
+        if s.ended:
+            return
+        s.ended = True
+        if s.answered:
+            self.stats["active"] -= 1
+        if send_bye and s.answered:
+            try:
+                bye = s.dialog.create_request("BYE", self.loop.time())
+                self.layer.send_request(bye, s.addr, s.transport, self.loop.time())
+                log.info("> BYE call=%s (%s)", s.call_id, reason)
+            except ValueError as exc:
+                log.warning("x cannot send BYE call=%s: %s", s.call_id, exc)
+        for st in s.streams.values():
+            st.receiver.close()
+            self.ports.release(st.port)
+        s.spool.journal({"type": "ended", "t": time.time(), "reason": reason,
+                         "foreign_packets": sum(st.receiver.foreign for st in s.streams.values())})
+        s.spool.flush()
+        s.spool.mark_complete()
+        s.spool.close()
+        self.sessions.pop((s.sip_call_id, s.dialog.local_tag), None)
+        self._to_db(s, ended=True)
+
+    def _discard(self, s: Session) -> None:
+        """A call refused before it started: nothing was recorded, leave no spool behind."""
+        for st in s.streams.values():
+            st.receiver.close()
+            self.ports.release(st.port)
+            st.spool.close()
+        s.spool.close()
+        from callvault.spool.recovery import remove_spool
+
+        remove_spool(s.spool.path, root=self.spool_root)
+
+    # ------------------------------------------------------------------ periodic
+    def _flush(self) -> None:
+        self.flusher.flush_all()
+
+    def _check_media(self) -> None:
+        """End calls whose RTP stopped (the client vanished without BYE); holds don't count."""
+        now = self.loop.time()
+        for s in list(self.sessions.values()):
+            if not s.answered or s.ended:
+                continue
+            receiving = False
+            for st in s.streams.values():
+                r = st.receiver
+                if r.received != r.last_count:
+                    r.last_count = r.received
+                    r.last_change = now
+                if st.direction in ("sendonly", "sendrecv") and now - r.last_change < self.rtp_timeout:
+                    receiving = True
+                if st.direction not in ("sendonly", "sendrecv"):
+                    r.last_change = now  # on hold: the clock restarts on resume
+                    receiving = True
+            if not receiving and s.streams:
+                log.warning("x no RTP for %.0fs call=%s; ending", self.rtp_timeout, s.call_id)
+                self._end(s, "rtp_timeout", send_bye=True)
+        self._pump()
+
+    # ------------------------------------------------------------------ database
+    def _to_db(self, s: Session, *, ended: bool) -> None:
+        if self.on_db is None:
+            return
+        path = s.spool.path
+        fut = self.db.submit(self.on_db, path, ended)
+        fut.add_done_callback(_log_db_failure)
+
+
+def _log_db_failure(fut: Any) -> None:
+    exc = fut.exception()
+    if exc is not None:
+        log.error("x database update failed (the spool keeps the call; it will be retried): %s", exc)
+
+
+class _SipUdp(asyncio.DatagramProtocol):
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.rec.on_sip(data, addr[:2], "UDP")
+        except Exception:
+            log.exception("x SIP/UDP input from %s", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("x SIP/UDP socket error: %s", exc)
+
+
+class _SipTcp(asyncio.Protocol):
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+        self.addr: tuple[str, int] = ("", 0)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.addr = transport.get_extra_info("peername")[:2]
+        self.rec.tcp_conns[self.addr] = self.transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.rec.on_sip(data, self.addr, "TCP")
+        except Exception:
+            log.exception("x SIP/TCP input from %s", self.addr)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.rec.tcp_conns.pop(self.addr, None)
+        self.rec.layer.connection_lost(self.addr, "TCP")
+
+
+# ---------------------------------------------------------------------- database side (worker thread)
+def db_update(spool_dir: Path, ended: bool) -> None:
+    """Runs in the recorder's database thread: mirror the journal into the database."""
+    from django.db import close_old_connections
+
+    from callvault.apps.recordings.finalize import ingest_spool
+    from callvault.apps.recordings.tasks import enqueue_finalize
+
+    close_old_connections()
+    call_id = ingest_spool(spool_dir, interrupted=False)
+    if ended and call_id:
+        enqueue_finalize(call_id)
+
+
+def recover_spools(spool_root: Path) -> int:
+    """On start: every spool left by a crash becomes an `interrupted` call with its audio."""
+    from callvault.apps.recordings.finalize import ingest_spool, recover_spool
+    from callvault.apps.recordings.tasks import enqueue_finalize
+    from callvault.spool.recovery import find_spools
+
+    n = 0
+    for info in find_spools(spool_root):
+        try:
+            if info.closed:
+                call_id = ingest_spool(info.path, interrupted=False)
+            else:
+                call_id = recover_spool(info.path)
+                n += 1
+            if call_id:
+                enqueue_finalize(call_id)
+        except Exception:
+            log.exception("x could not recover spool %s; left in place", info.path)
+    if n:
+        log.warning("recovered %d call(s) interrupted by a crash", n)
+    return n
+
+
+def run_recorder(*, sip_host: str, sip_port: int, rtp_range: tuple[int, int], media_ip: str | None) -> int:
+    from django.conf import settings
+
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
+        pass
+    recover_spools(settings.SPOOL_DIR)
+
+    async def main() -> None:
+        rec = Recorder(spool_root=settings.SPOOL_DIR, sip_host=sip_host, sip_port=sip_port, rtp_range=rtp_range,
+                       media_ip=media_ip, rtp_timeout=settings.RTP_TIMEOUT, fsync=settings.SPOOL_FSYNC,
+                       on_db=db_update)
+        await rec.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping: ending %d active call(s)", len(rec.sessions))
+        await rec.stop()
+
+    asyncio.run(main())
+    return 0

@@ -27,7 +27,7 @@ from typing import Any
 from callvault.capture.rtp_receiver import PortPool, PortsExhausted, RtpReceiver
 from callvault.sdp import SdpError, SessionDescription, build_answer
 from callvault.sip.dialog import Dialog
-from callvault.sip.message import Request, SipParseError, make_response
+from callvault.sip.message import Request, SipParseError, make_response, new_tag
 from callvault.sip.transaction import (
     AckReceived,
     AckTimeout,
@@ -35,6 +35,7 @@ from callvault.sip.transaction import (
     CloseConnection,
     MessageDropped,
     RequestReceived,
+    TimerConfig,
     TransactionLayer,
 )
 from callvault.siprec.metadata import RecordingMetadata
@@ -46,6 +47,7 @@ from callvault.siprec.session import (
     parse_offer,
     participants_of,
 )
+from callvault.phone import normalize
 from callvault.spool.writer import CallSpool, SpoolFlusher, StreamSpool
 
 log = logging.getLogger("callvault.recorder")
@@ -117,7 +119,9 @@ class Recorder:
         self.rtp_timeout = rtp_timeout
         self.fsync = fsync
         self.ports = PortPool(*rtp_range)
-        self.layer = TransactionLayer(local_host=media_ip or sip_host, local_port=sip_port)
+        # 100 Trying only when the answer takes longer than 200 ms (RFC 3261 §17.2.1).
+        self.layer = TransactionLayer(local_host=media_ip or sip_host, local_port=sip_port,
+                                      timers=TimerConfig(trying_delay=0.2))
         self.flusher = SpoolFlusher()
         self.sessions: dict[tuple[str, str], Session] = {}  # (SIP Call-ID, our tag)
         self.pending: dict[str, Session] = {}  # invite txn id -> session being set up
@@ -127,6 +131,7 @@ class Recorder:
         self.timer: asyncio.TimerHandle | None = None
         self.on_db = on_db  # callable(spool_dir, ended: bool) run in the database thread
         self.db = ThreadPoolExecutor(1, thread_name_prefix="callvault-db")
+        self.io = ThreadPoolExecutor(4, thread_name_prefix="callvault-io")
         self.stats = {"calls": 0, "active": 0, "rejected": 0}
         self._tasks: set[asyncio.Task[None]] = set()
         self._periodic: list[asyncio.TimerHandle] = []
@@ -168,6 +173,7 @@ class Recorder:
             self.tcp_server.close()
         for t in list(self.tcp_conns.values()):
             t.close()
+        await self.loop.run_in_executor(None, self.io.shutdown, True)
         await self.loop.run_in_executor(None, self.db.shutdown, True)
 
     # ------------------------------------------------------------------ SIP input
@@ -217,11 +223,11 @@ class Recorder:
             if s is not None:
                 s.dialog.receive_request(ev.request, now)
         elif isinstance(ev, CancelReceived):
-            s = self.pending.pop(ev.invite_txn_id, None)
+            s = self.pending.get(ev.invite_txn_id)
             if s is not None:
+                # the answer is still being prepared; _new_call sees the flag and ends the call
                 log.info("< CANCEL call=%s", s.call_id)
                 s.cancelled = True
-                self._end(s, "cancel", send_bye=False)
         elif isinstance(ev, AckTimeout):
             s = next((x for x in self.sessions.values() if x.sip_call_id == ev.call_id), None)
             if s is not None and not s.ended:
@@ -252,7 +258,9 @@ class Recorder:
             resp = session.dialog.make_response(ev.request, status, reason, headers=hdrs, body=body,
                                                 content_type=content_type)
         else:
-            resp = make_response(ev.request, status, reason, headers=hdrs, body=body, content_type=content_type)
+            # §8.2.6.2: a response other than 100 carries a To tag of ours
+            resp = make_response(ev.request, status, reason, headers=hdrs, body=body, content_type=content_type,
+                                 to_tag=new_tag() if status > 100 else None)
         self.layer.send_response(ev.txn_id, resp, self.loop.time())
 
     def _on_request(self, ev: RequestReceived, now: float) -> None:
@@ -309,39 +317,56 @@ class Recorder:
             probe.connect(addr)
             return str(probe.getsockname()[0])
 
-    def _open_streams(self, s: Session, offer: SiprecOffer, local_ip: str) -> list[int | None]:
-        """Bind a port for every offered audio m-line that has none yet."""
+    def _bind_ports(self, s: Session, offer: SiprecOffer, local_ip: str) -> tuple[list[int | None], dict[int, socket.socket]]:
+        """Bind a UDP port for every offered audio m-line that has no stream yet."""
         assert offer.sdp is not None
         ports: list[int | None] = []
-        for index, media in enumerate(offer.sdp.media):
-            existing = s.streams.get(index)
-            if media.disabled or media.media.lower() != "audio":
-                ports.append(None)
-                continue
-            if existing is not None:
-                ports.append(existing.port)
-                continue
-            sock = self.ports.bind(local_ip if self.media_ip or self.sip_host not in ("0.0.0.0", "::")
-                                   else ("::" if ":" in local_ip else "0.0.0.0"))
-            port = sock.getsockname()[1]
-            spool = s.spool.open_stream(index)
+        bound: dict[int, socket.socket] = {}
+        listen = local_ip if self.media_ip or self.sip_host not in ("0.0.0.0", "::") else (
+            "::" if ":" in local_ip else "0.0.0.0")
+        try:
+            for index, media in enumerate(offer.sdp.media):
+                existing = s.streams.get(index)
+                if media.disabled or media.media.lower() != "audio":
+                    ports.append(None)
+                elif existing is not None:
+                    ports.append(existing.port)
+                else:
+                    sock = self.ports.bind(listen)
+                    bound[index] = sock
+                    ports.append(sock.getsockname()[1])
+        except PortsExhausted:
+            self._close_sockets(bound)
+            raise
+        return ports, bound
+
+    def _close_sockets(self, bound: dict[int, socket.socket]) -> None:
+        for sock in bound.values():
+            self.ports.release(sock.getsockname()[1])
+            sock.close()
+
+    def _attach(self, s: Session, offer: SiprecOffer, bound: dict[int, socket.socket],
+                spools: dict[int, StreamSpool]) -> None:
+        """Start receiving on the bound sockets; each packet goes to its stream's spool."""
+        assert offer.sdp is not None
+        for index, sock in bound.items():
+            spool = spools[index]
             self.flusher.add(spool)
             receiver = RtpReceiver(spool.append)
             receiver.last_change = self.loop.time()
-            # the transport is attached synchronously: uvloop accepts an already bound socket
             task = self.loop.create_task(self.loop.create_datagram_endpoint(lambda r=receiver: r, sock=sock))
             self._tasks.add(task)  # type: ignore[arg-type]
             task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
-            s.streams[index] = StreamState(index, receiver, spool, port, offer.sdp.connection_address(index),
-                                           offer.sdp.effective_direction(index))
-            ports.append(port)
-        return ports
+            s.streams[index] = StreamState(index, receiver, spool, sock.getsockname()[1],
+                                           offer.sdp.connection_address(index), offer.sdp.effective_direction(index))
 
-    def _stream_records(self, s: Session, offer: SiprecOffer, answer: SessionDescription) -> list[dict[str, Any]]:
+    def _stream_records(self, offer: SiprecOffer, answer: SessionDescription,
+                        media: dict[int, tuple[int, str | None, str]]) -> list[dict[str, Any]]:
+        """Journal records of the streams; ``media`` maps m-line index to (port, remote, direction)."""
         assert offer.sdp is not None
         out = []
         by_index = {si.index: si for si in offer.streams}
-        for index, st in s.streams.items():
+        for index, (port, remote, direction) in sorted(media.items()):
             info = by_index.get(index)
             types = _payload_types(offer.sdp, index)
             out.append({
@@ -352,9 +377,9 @@ class Recorder:
                 "participant_id": (info.participant.participant_id if info and info.participant else ""),
                 "payload_types": types,
                 "codec": _main_codec(types),
-                "local_port": st.port,
-                "remote": st.remote,
-                "direction": st.direction,
+                "local_port": port,
+                "remote": remote,
+                "direction": direction,
                 "unsupported": answer.media[index].port == 0,
             })
         return out
@@ -382,44 +407,65 @@ class Recorder:
             self._respond(ev, 400, str(exc)[:100])
             self._pump()
             return
-        spool = CallSpool(self.spool_root, call_id.replace("-", ""), fsync=self.fsync, flusher=self.flusher)
-        s = Session(call_id=call_id, sip_call_id=req.call_id, dialog=dialog, spool=spool, addr=ev.addr,
-                    transport=ev.transport, invite_txn=ev.txn_id, sdp=offer.sdp, metadata=offer.metadata,
-                    last_media=now)
         local_ip = self._local_ip(ev.addr)
+        s = Session(call_id=call_id, sip_call_id=req.call_id, dialog=dialog, spool=None,  # type: ignore[arg-type]
+                    addr=ev.addr, transport=ev.transport, invite_txn=ev.txn_id, sdp=offer.sdp,
+                    metadata=offer.metadata, last_media=now)
         try:
-            ports = self._open_streams(s, offer, local_ip)
-            answer = build_answer(offer.sdp, local_ip=local_ip, ports=ports,
-                                  session_id=int(time.time()), session_version=s.answer_version)
+            ports, bound = self._bind_ports(s, offer, local_ip)
         except PortsExhausted:
             log.error("x no RTP ports left: rejecting call %s", req.call_id)
             self._respond(ev, 503, "No RTP ports available", headers=[("Retry-After", "5")])
-            self._discard(s)
             self._pump()
             return
+        try:
+            answer = build_answer(offer.sdp, local_ip=local_ip, ports=ports,
+                                  session_id=int(time.time()), session_version=s.answer_version)
         except SdpError as exc:
             log.info("x INVITE %s: %s", req.call_id, exc)
+            self._close_sockets(bound)
             self._respond(ev, 488, str(exc)[:100], session=s)
-            self._discard(s)
             self._pump()
             return
-        self._release_rejected(s, answer)
-        self.pending[ev.txn_id] = s
+        for index in [i for i in bound if answer.media[i].port == 0]:
+            self._close_sockets({index: bound.pop(index)})
+
         participants = participants_of(offer)
         caller = next((p for p in participants if p["role"] == "caller"), {})
         callee = next((p for p in participants if p["role"] == "callee"), {})
-        from callvault.phone import normalize
-
         session_ids = offer.metadata.sessions if offer.metadata else ()
-        spool.journal({
+        invite_record = {
             "type": "invite", "t": time.time(), "call_id": call_id, "source": "siprec",
             "sip_call_id": req.call_id, "session_id": session_ids[0].session_id if session_ids else "",
             "from": str(req.headers.get("From") or ""), "to": str(req.headers.get("To") or ""),
             "remote": f"{ev.addr[0]}:{ev.addr[1]}", "transport": ev.transport,
             "direction": guess_direction(normalize(caller.get("number", "")), normalize(callee.get("number", ""))),
-            "participants": participants, "streams": self._stream_records(s, offer, answer),
+            "participants": participants,
+            "streams": self._stream_records(offer, answer, {i: (sock.getsockname()[1], offer.sdp.connection_address(i),
+                                                                offer.sdp.effective_direction(i))
+                                                            for i, sock in bound.items()}),
             "extensions": {e.name: e.fields for e in offer.metadata.extensions} if offer.metadata else {},
-        })
+        }
+        # The call is answered only once its spool is durable on disk; that file I/O runs
+        # off the event loop so capture of other calls never waits for it.
+        self.pending[ev.txn_id] = s
+        try:
+            spool, spools = await self.loop.run_in_executor(
+                self.io, self._create_spool, call_id.replace("-", ""), invite_record, sorted(bound))
+        except Exception as exc:
+            self.pending.pop(ev.txn_id, None)
+            log.error("x cannot create spool for call %s: %s", req.call_id, exc)
+            self._close_sockets(bound)
+            self._respond(ev, 503, "Recording storage unavailable", headers=[("Retry-After", "30")])
+            self._pump()
+            return
+        s.spool = spool
+        self._attach(s, offer, bound, spools)
+        self.pending.pop(ev.txn_id, None)
+        if s.cancelled:
+            self._end(s, "cancel", send_bye=False)  # the layer already answered 487
+            self._pump()
+            return
         body = bytes(answer)
         s.last_answer = body
         self.sessions[(req.call_id, dialog.local_tag)] = s
@@ -430,11 +476,8 @@ class Recorder:
                                  body=body, content_type="application/sdp"),
             self.loop.time(),
         )
-        self.pending.pop(ev.txn_id, None)
-        if not sent or s.cancelled:
-            # a CANCEL won the race; the layer already answered 487
-            if not s.ended:
-                self._end(s, "cancel", send_bye=False)
+        if not sent:
+            self._end(s, "cancel", send_bye=False)
             self._pump()
             return
         s.answered = True
@@ -446,18 +489,17 @@ class Recorder:
         self._to_db(s, ended=False)
         self._pump()
 
+    def _create_spool(self, key: str, invite: dict[str, Any], indexes: list[int]) -> tuple[CallSpool, dict[int, StreamSpool]]:
+        spool = CallSpool(self.spool_root, key, fsync=self.fsync)
+        streams = {i: spool.open_stream(i) for i in indexes}
+        spool.journal(invite)
+        spool.sync()
+        return spool, streams
+
     def _contact_host(self, addr: tuple[str, int]) -> str:
         ip = self._local_ip(addr)
         host = f"[{ip}]" if ":" in ip else ip
         return f"{host}:{self.sip_port}"
-
-    def _release_rejected(self, s: Session, answer: SessionDescription) -> None:
-        for index, media in enumerate(answer.media):
-            if media.port == 0 and index in s.streams:
-                st = s.streams.pop(index)
-                st.receiver.close()
-                self.ports.release(st.port)
-                st.spool.close()
 
     def _reoffer(self, ev: RequestReceived, s: Session) -> None:
         """re-INVITE / UPDATE: hold, resume, moved media, participants added."""
@@ -478,14 +520,22 @@ class Recorder:
         previous = s.sdp
         local_ip = self._local_ip(s.addr)
         try:
-            ports = self._open_streams(s, offer, local_ip)
-            s.answer_version += 1
-            answer = build_answer(offer.sdp, local_ip=local_ip, ports=ports, session_id=int(time.time()),
-                                  session_version=s.answer_version)
-        except (SdpError, PortsExhausted) as exc:
-            # keep the session as it was (RFC 3264 §8: a failed re-offer changes nothing)
+            ports, bound = self._bind_ports(s, offer, local_ip)
+        except PortsExhausted as exc:
             self._respond(ev, 488, str(exc)[:100], session=s)
             return
+        try:
+            answer = build_answer(offer.sdp, local_ip=local_ip, ports=ports, session_id=int(time.time()),
+                                  session_version=s.answer_version + 1)
+        except SdpError as exc:
+            # keep the session as it was (RFC 3264 §8: a failed re-offer changes nothing)
+            self._close_sockets(bound)
+            self._respond(ev, 488, str(exc)[:100], session=s)
+            return
+        s.answer_version += 1
+        for index in [i for i in bound if answer.media[i].port == 0]:
+            self._close_sockets({index: bound.pop(index)})
+        self._attach(s, offer, bound, {i: s.spool.open_stream(i) for i in bound})
         for index, st in s.streams.items():
             if index >= len(offer.sdp.media):
                 continue
@@ -501,7 +551,9 @@ class Recorder:
         s.metadata = offer.metadata
         s.spool.journal({
             "type": "update", "t": time.time(), "method": req.method,
-            "participants": participants_of(offer), "streams": self._stream_records(s, offer, answer),
+            "participants": participants_of(offer),
+            "streams": self._stream_records(offer, answer, {i: (st.port, st.remote, st.direction)
+                                                            for i, st in s.streams.items()}),
             "hold": all(st.direction in ("inactive", "recvonly") for st in s.streams.values()),
         })
         body = bytes(answer)
@@ -534,17 +586,6 @@ class Recorder:
         s.spool.close()
         self.sessions.pop((s.sip_call_id, s.dialog.local_tag), None)
         self._to_db(s, ended=True)
-
-    def _discard(self, s: Session) -> None:
-        """A call refused before it started: nothing was recorded, leave no spool behind."""
-        for st in s.streams.values():
-            st.receiver.close()
-            self.ports.release(st.port)
-            st.spool.close()
-        s.spool.close()
-        from callvault.spool.recovery import remove_spool
-
-        remove_spool(s.spool.path, root=self.spool_root)
 
     # ------------------------------------------------------------------ periodic
     def _flush(self) -> None:

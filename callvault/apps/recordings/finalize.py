@@ -101,7 +101,10 @@ def build_audio(spool_dir: Path, state: JournalState) -> dict[str, Any]:
             for arrival, _pkt in read_stream(path):
                 first_arrivals.append(arrival)
                 break
-    t0 = min(first_arrivals) if first_arrivals else (state.answered_t or state.invite.get("t", 0.0))
+    # The recording's timeline runs from the answer (or the first packet, if earlier) to the
+    # end of the call, so that its length is the call's length and silence stays silence.
+    starts = [t for t in (state.answered_t, *first_arrivals) if t is not None]
+    t0 = min(starts) if starts else state.invite.get("t", 0.0)
 
     from callvault.codecs import is_supported
 
@@ -130,7 +133,18 @@ def build_audio(spool_dir: Path, state: JournalState) -> dict[str, Any]:
         right += mixed
         pcm = _stereo(mix_mono(left, out_rate=out_rate), mix_mono(right, out_rate=out_rate))
         channel_map = {"left": "caller", "right": "callee"}
+    if state.ended_t is not None:
+        pcm = _pad_to(pcm, round((state.ended_t - t0) * out_rate))
     return {"pcm": pcm, "rate": out_rate, "channel_map": channel_map, "tracks": tracks, "t0": t0}
+
+
+def _pad_to(pcm: Any, n: int) -> Any:
+    import numpy as np
+
+    if len(pcm) >= n:
+        return pcm
+    pad = np.zeros((n - len(pcm), *pcm.shape[1:]), dtype=pcm.dtype)
+    return np.concatenate([pcm, pad])
 
 
 def _stereo(left: Any, right: Any) -> Any:
@@ -167,7 +181,7 @@ def finalize_call(call_id: str) -> str:
         expected = len(pcm) / rate
         fmt = settings.RECORDING_FORMAT
         ext = {"opus": "opus", "flac": "flac", "wav": "wav"}[fmt]
-        key = f"{call.started_at:%Y/%m/%d}/{call.pk}.{ext}"
+        key = f"{timezone.localtime(call.started_at):%Y/%m/%d}/{call.pk}.{ext}"
         storage = get_storage()
         tmp_dir = settings.DATA_DIR / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -230,8 +244,8 @@ def _save(call: Call, state: JournalState, audio: dict[str, Any], key: str, fmt:
         totals["late"] += st.late
         totals["dropped"] += dropped
         for d in track.dtmf:
-            DtmfEvent.objects.create(call=call, stream_index=index, digit=d.digit, offset=d.time,
-                                     duration_ms=int(d.duration_ms))
+            DtmfEvent.objects.create(call=call, stream_index=index, digit=d.digit, offset=d.time or 0.0,
+                                     duration_ms=round(d.duration * 1000))
     Recording.objects.update_or_create(
         call=call,
         defaults={

@@ -50,22 +50,42 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_recorder_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sip-host", default=os.environ.get("CALLVAULT_SIP_HOST", "0.0.0.0"),
-                   help="address to listen on for SIP (UDP and TCP); default 0.0.0.0")
-    p.add_argument("--sip-port", type=int, default=int(os.environ.get("CALLVAULT_SIP_PORT", "5060")),
-                   help="SIP port for UDP and TCP; default 5060")
-    p.add_argument("--rtp-ports", default=os.environ.get("CALLVAULT_RTP_PORTS", "20000-29999"),
-                   help="UDP port range for RTP, LOW-HIGH; default 20000-29999")
-    p.add_argument("--media-ip", default=os.environ.get("CALLVAULT_MEDIA_IP", ""),
-                   help="address announced in SDP answers (default: the SIP listen address, "
-                        "or the address the INVITE arrived on)")
+    p.add_argument(
+        "--sip-host",
+        default=os.environ.get("CALLVAULT_SIP_HOST", "0.0.0.0"),
+        help="address to listen on for SIP (UDP and TCP); default 0.0.0.0",
+    )
+    p.add_argument(
+        "--sip-port",
+        type=int,
+        default=int(os.environ.get("CALLVAULT_SIP_PORT", "5060")),
+        help="SIP port for UDP and TCP; default 5060",
+    )
+    p.add_argument(
+        "--rtp-ports",
+        default=os.environ.get("CALLVAULT_RTP_PORTS", "20000-29999"),
+        help="UDP port range for RTP, LOW-HIGH; default 20000-29999",
+    )
+    p.add_argument(
+        "--media-ip",
+        default=os.environ.get("CALLVAULT_MEDIA_IP", ""),
+        help="address announced in SDP answers (default: the SIP listen address, "
+        "or the address the INVITE arrived on)",
+    )
 
 
 def _add_web_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--http-host", default=os.environ.get("CALLVAULT_HTTP_HOST", "127.0.0.1"),
-                   help="address for the web server; default 127.0.0.1")
-    p.add_argument("--http-port", type=int, default=int(os.environ.get("CALLVAULT_HTTP_PORT", "8000")),
-                   help="port for the web server; default 8000")
+    p.add_argument(
+        "--http-host",
+        default=os.environ.get("CALLVAULT_HTTP_HOST", "127.0.0.1"),
+        help="address for the web server; default 127.0.0.1",
+    )
+    p.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("CALLVAULT_HTTP_PORT", "8000")),
+        help="port for the web server; default 8000",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,16 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("call_id", help="the call's id (UUID)")
 
-    p = sub.add_parser("manage", help="run a Django management command, e.g. createsuperuser --noinput",
-                       add_help=False)
+    p = sub.add_parser(
+        "manage", help="run a Django management command, e.g. createsuperuser --noinput", add_help=False
+    )
     _add_common(p)
     p.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
 def _cmd_calls(args: argparse.Namespace) -> int:
-    from callvault.apps.calls.services import call_as_dict
     from callvault.apps.calls.models import Call
+    from callvault.apps.calls.services import call_as_dict
 
     calls = (
         Call.objects.prefetch_related("participants", "streams", "dtmf_events")
@@ -127,11 +148,37 @@ def _cmd_calls(args: argparse.Namespace) -> int:
     if not rows:
         print("通話はまだありません。")
         return 0
-    for r in rows:
-        dur = f"{r['duration']:.0f}秒" if r["duration"] is not None else "-"
-        print(f"{r['started_at'][:19]}  {display(r['caller_number']) or '?':>15} → "
-              f"{display(r['callee_number']) or '?':<15} {r['state']:<11} {r['recording_state']:<10} {dur:>6}  {r['id']}")
+    from django.utils import timezone
+
+    widths = (16, 15, 15, 8, 8, 10)
+    header = ("開始日時", "発信者", "着信者", "通話時間", "状態", "録音")
+    print("  ".join(_pad(h, w) for h, w in zip(header, widths, strict=True)) + "  ID")
+    for c in calls:
+        cells = (
+            f"{timezone.localtime(c.started_at):%Y/%m/%d %H:%M}",
+            display(c.caller_number) or "不明",
+            display(c.callee_number) or "不明",
+            _duration_ja(c.duration),
+            str(c.get_state_display()),
+            str(c.get_recording_state_display()),
+        )
+        print("  ".join(_pad(v, w) for v, w in zip(cells, widths, strict=True)) + f"  {c.id}")
     return 0
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-align for a terminal, counting full-width (Japanese) characters as two columns."""
+    import unicodedata
+
+    cols = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(0, width - cols)
+
+
+def _duration_ja(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    return f"{s // 60}分{s % 60:02d}秒" if s >= 60 else f"{s}秒"
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
@@ -157,15 +204,16 @@ def _run_children(commands: list[list[str]]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    names = [cmd[3] for cmd in commands]
     for cmd in commands:
         procs.append(subprocess.Popen(cmd))
     rc = 0
     try:
         while not stopping:
-            for p in procs:
+            for name, p in zip(names, procs, strict=True):
                 code = p.poll()
                 if code is not None:
-                    print(f"callvault serve: {' '.join(p.args[3:4])} exited with {code}; stopping", file=sys.stderr)
+                    print(f"callvault serve: {name} exited with {code}; stopping", file=sys.stderr)
                     rc = code or 1
                     stopping = True
                     break
@@ -203,18 +251,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             _migrate()
             data = str(Path(args.data_dir).expanduser().resolve())
             me = [sys.executable, "-m", "callvault.cli"]
-            return _run_children([
-                [*me, "recorder", "--data-dir", data, "--sip-host", args.sip_host, "--sip-port",
-                 str(args.sip_port), "--rtp-ports", args.rtp_ports, "--media-ip", args.media_ip],
-                [*me, "worker", "--data-dir", data],
-                [*me, "web", "--data-dir", data, "--http-host", args.http_host, "--http-port",
-                 str(args.http_port)],
-            ])
+            return _run_children(
+                [
+                    [
+                        *me,
+                        "recorder",
+                        "--data-dir",
+                        data,
+                        "--sip-host",
+                        args.sip_host,
+                        "--sip-port",
+                        str(args.sip_port),
+                        "--rtp-ports",
+                        args.rtp_ports,
+                        "--media-ip",
+                        args.media_ip,
+                    ],
+                    [*me, "worker", "--data-dir", data],
+                    [
+                        *me,
+                        "web",
+                        "--data-dir",
+                        data,
+                        "--http-host",
+                        args.http_host,
+                        "--http-port",
+                        str(args.http_port),
+                    ],
+                ]
+            )
         if args.command == "recorder":
             from callvault.capture.siprec_server import run_recorder
 
             return run_recorder(
-                sip_host=args.sip_host, sip_port=args.sip_port, rtp_range=args.rtp_range,
+                sip_host=args.sip_host,
+                sip_port=args.sip_port,
+                rtp_range=args.rtp_range,
                 media_ip=args.media_ip or None,
             )
         if args.command == "worker":
@@ -224,8 +296,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "web":
             import uvicorn
 
-            uvicorn.run("callvault.asgi:application", host=args.http_host, port=args.http_port,
-                        log_level="warning", lifespan="off")
+            uvicorn.run(
+                "callvault.asgi:application",
+                host=args.http_host,
+                port=args.http_port,
+                log_level="warning",
+                lifespan="off",
+            )
             return 0
         if args.command == "calls":
             return _cmd_calls(args)

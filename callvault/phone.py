@@ -12,7 +12,16 @@ import phonenumbers
 DEFAULT_REGION = "JP"
 WITHHELD = "anonymous"
 PAYPHONE = "payphone"
-_WITHHELD_VALUES = {"anonymous", "restricted", "private", "unavailable", "withheld", "非通知", "p", "user unknown"}
+_WITHHELD_VALUES = {
+    "anonymous",
+    "restricted",
+    "private",
+    "unavailable",
+    "withheld",
+    "非通知",
+    "p",
+    "user unknown",
+}
 _PAYPHONE_VALUES = {"payphone", "coin line/payphone", "公衆電話", "c"}
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from callvault.capture.rtp_receiver import PortPool, PortsExhausted, RtpReceiver
+from callvault.phone import normalize
 from callvault.sdp import SdpError, SessionDescription, build_answer
 from callvault.sip.dialog import Dialog
 from callvault.sip.message import Request, SipParseError, make_response, new_tag
@@ -47,7 +48,6 @@ from callvault.siprec.session import (
     parse_offer,
     participants_of,
 )
-from callvault.phone import normalize
 from callvault.spool.writer import CallSpool, SpoolFlusher, StreamSpool
 
 log = logging.getLogger("callvault.recorder")
@@ -108,9 +108,18 @@ def _main_codec(types: dict[str, list[Any]]) -> str:
 class Recorder:
     """Owns the SIP transaction layer, the sessions and their RTP ports."""
 
-    def __init__(self, *, spool_root: Path, sip_host: str, sip_port: int, rtp_range: tuple[int, int],
-                 media_ip: str | None = None, rtp_timeout: float = 60.0, fsync: bool = False,
-                 on_db: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        spool_root: Path,
+        sip_host: str,
+        sip_port: int,
+        rtp_range: tuple[int, int],
+        media_ip: str | None = None,
+        rtp_timeout: float = 60.0,
+        fsync: bool = False,
+        on_db: Any = None,
+    ) -> None:
         self.loop = asyncio.get_event_loop()
         self.spool_root = spool_root
         self.sip_host = sip_host
@@ -120,8 +129,9 @@ class Recorder:
         self.fsync = fsync
         self.ports = PortPool(*rtp_range)
         # 100 Trying only when the answer takes longer than 200 ms (RFC 3261 §17.2.1).
-        self.layer = TransactionLayer(local_host=media_ip or sip_host, local_port=sip_port,
-                                      timers=TimerConfig(trying_delay=0.2))
+        self.layer = TransactionLayer(
+            local_host=media_ip or sip_host, local_port=sip_port, timers=TimerConfig(trying_delay=0.2)
+        )
         self.flusher = SpoolFlusher()
         self.sessions: dict[tuple[str, str], Session] = {}  # (SIP Call-ID, our tag)
         self.pending: dict[str, Session] = {}  # invite txn id -> session being set up
@@ -133,7 +143,7 @@ class Recorder:
         self.db = ThreadPoolExecutor(1, thread_name_prefix="callvault-db")
         self.io = ThreadPoolExecutor(4, thread_name_prefix="callvault-io")
         self.stats = {"calls": 0, "active": 0, "rejected": 0}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._periodic: list[asyncio.TimerHandle] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -142,12 +152,17 @@ class Recorder:
         self.udp, _ = await self.loop.create_datagram_endpoint(
             lambda: _SipUdp(self), local_addr=(self.sip_host, self.sip_port), family=family
         )
-        self.tcp_server = await self.loop.create_server(lambda: _SipTcp(self), self.sip_host, self.sip_port,
-                                                        family=family, reuse_address=True)
+        self.tcp_server = await self.loop.create_server(
+            lambda: _SipTcp(self), self.sip_host, self.sip_port, family=family, reuse_address=True
+        )
         self._every(FLUSH_INTERVAL, self._flush)
         self._every(CHECK_INTERVAL, self._check_media)
-        log.info("listening for SIPREC on %s:%d (UDP+TCP), RTP ports %d available",
-                 self.sip_host, self.sip_port, self.ports.capacity)
+        log.info(
+            "listening for SIPREC on %s:%d (UDP+TCP), RTP ports %d available",
+            self.sip_host,
+            self.sip_port,
+            self.ports.capacity,
+        )
 
     def _every(self, interval: float, fn: Any) -> None:
         def tick() -> None:
@@ -175,6 +190,12 @@ class Recorder:
             t.close()
         await self.loop.run_in_executor(None, self.io.shutdown, True)
         await self.loop.run_in_executor(None, self.db.shutdown, True)
+
+    def _spawn(self, coro: Any) -> None:
+        """Run a coroutine as a task that is kept referenced until it finishes."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ SIP input
     def on_sip(self, data: bytes, addr: tuple[str, int], transport: str) -> None:
@@ -250,17 +271,33 @@ class Recorder:
             return None
         return self.sessions.get((request.call_id, tag))
 
-    def _respond(self, ev: RequestReceived, status: int, reason: str | None = None, *,
-                 headers: list[tuple[str, str]] | None = None, session: Session | None = None,
-                 body: bytes = b"", content_type: str | None = None) -> None:
+    def _respond(
+        self,
+        ev: RequestReceived,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        session: Session | None = None,
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> None:
         hdrs = [("Server", SERVER), *(headers or [])]
         if session is not None:
-            resp = session.dialog.make_response(ev.request, status, reason, headers=hdrs, body=body,
-                                                content_type=content_type)
+            resp = session.dialog.make_response(
+                ev.request, status, reason, headers=hdrs, body=body, content_type=content_type
+            )
         else:
             # §8.2.6.2: a response other than 100 carries a To tag of ours
-            resp = make_response(ev.request, status, reason, headers=hdrs, body=body, content_type=content_type,
-                                 to_tag=new_tag() if status > 100 else None)
+            resp = make_response(
+                ev.request,
+                status,
+                reason,
+                headers=hdrs,
+                body=body,
+                content_type=content_type,
+                to_tag=new_tag() if status > 100 else None,
+            )
         self.layer.send_response(ev.txn_id, resp, self.loop.time())
 
     def _on_request(self, ev: RequestReceived, now: float) -> None:
@@ -272,14 +309,13 @@ class Recorder:
             self._respond(ev, 400, str(exc)[:100])
             return
         if method == "INVITE" and not to_tag:
-            task = self.loop.create_task(self._new_call(ev))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._new_call(ev))
             return
         if not to_tag:
             if method == "OPTIONS":
-                self._respond(ev, 200, headers=[("Allow", ALLOW), ("Accept", ACCEPTED_TYPES),
-                                                ("Supported", SUPPORTED)])
+                self._respond(
+                    ev, 200, headers=[("Allow", ALLOW), ("Accept", ACCEPTED_TYPES), ("Supported", SUPPORTED)]
+                )
             elif method in ("BYE", "UPDATE", "INFO"):
                 self._respond(ev, 481)
             elif method == "REGISTER":
@@ -317,13 +353,18 @@ class Recorder:
             probe.connect(addr)
             return str(probe.getsockname()[0])
 
-    def _bind_ports(self, s: Session, offer: SiprecOffer, local_ip: str) -> tuple[list[int | None], dict[int, socket.socket]]:
+    def _bind_ports(
+        self, s: Session, offer: SiprecOffer, local_ip: str
+    ) -> tuple[list[int | None], dict[int, socket.socket]]:
         """Bind a UDP port for every offered audio m-line that has no stream yet."""
         assert offer.sdp is not None
         ports: list[int | None] = []
         bound: dict[int, socket.socket] = {}
-        listen = local_ip if self.media_ip or self.sip_host not in ("0.0.0.0", "::") else (
-            "::" if ":" in local_ip else "0.0.0.0")
+        listen = (
+            local_ip
+            if self.media_ip or self.sip_host not in ("0.0.0.0", "::")
+            else ("::" if ":" in local_ip else "0.0.0.0")
+        )
         try:
             for index, media in enumerate(offer.sdp.media):
                 existing = s.streams.get(index)
@@ -345,8 +386,9 @@ class Recorder:
             self.ports.release(sock.getsockname()[1])
             sock.close()
 
-    def _attach(self, s: Session, offer: SiprecOffer, bound: dict[int, socket.socket],
-                spools: dict[int, StreamSpool]) -> None:
+    def _attach(
+        self, s: Session, offer: SiprecOffer, bound: dict[int, socket.socket], spools: dict[int, StreamSpool]
+    ) -> None:
         """Start receiving on the bound sockets; each packet goes to its stream's spool."""
         assert offer.sdp is not None
         for index, sock in bound.items():
@@ -354,14 +396,19 @@ class Recorder:
             self.flusher.add(spool)
             receiver = RtpReceiver(spool.append)
             receiver.last_change = self.loop.time()
-            task = self.loop.create_task(self.loop.create_datagram_endpoint(lambda r=receiver: r, sock=sock))
-            self._tasks.add(task)  # type: ignore[arg-type]
-            task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
-            s.streams[index] = StreamState(index, receiver, spool, sock.getsockname()[1],
-                                           offer.sdp.connection_address(index), offer.sdp.effective_direction(index))
+            self._spawn(self.loop.create_datagram_endpoint(_factory(receiver), sock=sock))
+            s.streams[index] = StreamState(
+                index,
+                receiver,
+                spool,
+                sock.getsockname()[1],
+                offer.sdp.connection_address(index),
+                offer.sdp.effective_direction(index),
+            )
 
-    def _stream_records(self, offer: SiprecOffer, answer: SessionDescription,
-                        media: dict[int, tuple[int, str | None, str]]) -> list[dict[str, Any]]:
+    def _stream_records(
+        self, offer: SiprecOffer, answer: SessionDescription, media: dict[int, tuple[int, str | None, str]]
+    ) -> list[dict[str, Any]]:
         """Journal records of the streams; ``media`` maps m-line index to (port, remote, direction)."""
         assert offer.sdp is not None
         out = []
@@ -369,19 +416,21 @@ class Recorder:
         for index, (port, remote, direction) in sorted(media.items()):
             info = by_index.get(index)
             types = _payload_types(offer.sdp, index)
-            out.append({
-                "index": index,
-                "label": (info.label if info else None) or "",
-                "stream_id": (info.stream_id if info else None) or "",
-                "role": (info.role if info else "unknown"),
-                "participant_id": (info.participant.participant_id if info and info.participant else ""),
-                "payload_types": types,
-                "codec": _main_codec(types),
-                "local_port": port,
-                "remote": remote,
-                "direction": direction,
-                "unsupported": answer.media[index].port == 0,
-            })
+            out.append(
+                {
+                    "index": index,
+                    "label": (info.label if info else None) or "",
+                    "stream_id": (info.stream_id if info else None) or "",
+                    "role": (info.role if info else "unknown"),
+                    "participant_id": (info.participant.participant_id if info and info.participant else ""),
+                    "payload_types": types,
+                    "codec": _main_codec(types),
+                    "local_port": port,
+                    "remote": remote,
+                    "direction": direction,
+                    "unsupported": answer.media[index].port == 0,
+                }
+            )
         return out
 
     async def _new_call(self, ev: RequestReceived) -> None:
@@ -392,8 +441,12 @@ class Recorder:
         except OfferError as exc:
             log.info("x INVITE %s rejected: %s", req.call_id, exc)
             self.stats["rejected"] += 1
-            self._respond(ev, exc.status, exc.reason,
-                          headers=[("Accept", ACCEPTED_TYPES)] if exc.status == 415 else None)
+            self._respond(
+                ev,
+                exc.status,
+                exc.reason,
+                headers=[("Accept", ACCEPTED_TYPES)] if exc.status == 415 else None,
+            )
             self._pump()
             return
         if offer.sdp is None:
@@ -402,15 +455,26 @@ class Recorder:
             return
         call_id = str(uuid.uuid4())
         try:
-            dialog = Dialog.create_uas(req, contact=f"<sip:srs@{self._contact_host(ev.addr)}>;+sip.srs", now=now)
+            dialog = Dialog.create_uas(
+                req, contact=f"<sip:srs@{self._contact_host(ev.addr)}>;+sip.srs", now=now
+            )
         except (SipParseError, ValueError) as exc:
             self._respond(ev, 400, str(exc)[:100])
             self._pump()
             return
         local_ip = self._local_ip(ev.addr)
-        s = Session(call_id=call_id, sip_call_id=req.call_id, dialog=dialog, spool=None,  # type: ignore[arg-type]
-                    addr=ev.addr, transport=ev.transport, invite_txn=ev.txn_id, sdp=offer.sdp,
-                    metadata=offer.metadata, last_media=now)
+        s = Session(
+            call_id=call_id,
+            sip_call_id=req.call_id,
+            dialog=dialog,
+            spool=None,  # type: ignore[arg-type]
+            addr=ev.addr,
+            transport=ev.transport,
+            invite_txn=ev.txn_id,
+            sdp=offer.sdp,
+            metadata=offer.metadata,
+            last_media=now,
+        )
         try:
             ports, bound = self._bind_ports(s, offer, local_ip)
         except PortsExhausted:
@@ -419,8 +483,13 @@ class Recorder:
             self._pump()
             return
         try:
-            answer = build_answer(offer.sdp, local_ip=local_ip, ports=ports,
-                                  session_id=int(time.time()), session_version=s.answer_version)
+            answer = build_answer(
+                offer.sdp,
+                local_ip=local_ip,
+                ports=ports,
+                session_id=int(time.time()),
+                session_version=s.answer_version,
+            )
         except SdpError as exc:
             log.info("x INVITE %s: %s", req.call_id, exc)
             self._close_sockets(bound)
@@ -435,15 +504,32 @@ class Recorder:
         callee = next((p for p in participants if p["role"] == "callee"), {})
         session_ids = offer.metadata.sessions if offer.metadata else ()
         invite_record = {
-            "type": "invite", "t": time.time(), "call_id": call_id, "source": "siprec",
-            "sip_call_id": req.call_id, "session_id": session_ids[0].session_id if session_ids else "",
-            "from": str(req.headers.get("From") or ""), "to": str(req.headers.get("To") or ""),
-            "remote": f"{ev.addr[0]}:{ev.addr[1]}", "transport": ev.transport,
-            "direction": guess_direction(normalize(caller.get("number", "")), normalize(callee.get("number", ""))),
+            "type": "invite",
+            "t": time.time(),
+            "call_id": call_id,
+            "source": "siprec",
+            "sip_call_id": req.call_id,
+            "session_id": session_ids[0].session_id if session_ids else "",
+            "from": str(req.headers.get("From") or ""),
+            "to": str(req.headers.get("To") or ""),
+            "remote": f"{ev.addr[0]}:{ev.addr[1]}",
+            "transport": ev.transport,
+            "direction": guess_direction(
+                normalize(caller.get("number", "")), normalize(callee.get("number", ""))
+            ),
             "participants": participants,
-            "streams": self._stream_records(offer, answer, {i: (sock.getsockname()[1], offer.sdp.connection_address(i),
-                                                                offer.sdp.effective_direction(i))
-                                                            for i, sock in bound.items()}),
+            "streams": self._stream_records(
+                offer,
+                answer,
+                {
+                    i: (
+                        sock.getsockname()[1],
+                        offer.sdp.connection_address(i),
+                        offer.sdp.effective_direction(i),
+                    )
+                    for i, sock in bound.items()
+                },
+            ),
             "extensions": {e.name: e.fields for e in offer.metadata.extensions} if offer.metadata else {},
         }
         # The call is answered only once its spool is durable on disk; that file I/O runs
@@ -451,7 +537,8 @@ class Recorder:
         self.pending[ev.txn_id] = s
         try:
             spool, spools = await self.loop.run_in_executor(
-                self.io, self._create_spool, call_id.replace("-", ""), invite_record, sorted(bound))
+                self.io, self._create_spool, call_id.replace("-", ""), invite_record, sorted(bound)
+            )
         except Exception as exc:
             self.pending.pop(ev.txn_id, None)
             log.error("x cannot create spool for call %s: %s", req.call_id, exc)
@@ -471,9 +558,13 @@ class Recorder:
         self.sessions[(req.call_id, dialog.local_tag)] = s
         sent = self.layer.send_response(
             ev.txn_id,
-            dialog.make_response(req, 200, headers=[("Server", SERVER), ("Supported", SUPPORTED),
-                                                    ("Allow", ALLOW)],
-                                 body=body, content_type="application/sdp"),
+            dialog.make_response(
+                req,
+                200,
+                headers=[("Server", SERVER), ("Supported", SUPPORTED), ("Allow", ALLOW)],
+                body=body,
+                content_type="application/sdp",
+            ),
             self.loop.time(),
         )
         if not sent:
@@ -484,12 +575,18 @@ class Recorder:
         self.stats["calls"] += 1
         self.stats["active"] += 1
         spool.journal({"type": "answered", "t": time.time()})
-        log.info("> 200 OK call=%s sip=%s streams=%s", call_id, req.call_id,
-                 {i: st.port for i, st in s.streams.items()})
+        log.info(
+            "> 200 OK call=%s sip=%s streams=%s",
+            call_id,
+            req.call_id,
+            {i: st.port for i, st in s.streams.items()},
+        )
         self._to_db(s, ended=False)
         self._pump()
 
-    def _create_spool(self, key: str, invite: dict[str, Any], indexes: list[int]) -> tuple[CallSpool, dict[int, StreamSpool]]:
+    def _create_spool(
+        self, key: str, invite: dict[str, Any], indexes: list[int]
+    ) -> tuple[CallSpool, dict[int, StreamSpool]]:
         spool = CallSpool(self.spool_root, key, fsync=self.fsync)
         streams = {i: spool.open_stream(i) for i in indexes}
         spool.journal(invite)
@@ -525,8 +622,13 @@ class Recorder:
             self._respond(ev, 488, str(exc)[:100], session=s)
             return
         try:
-            answer = build_answer(offer.sdp, local_ip=local_ip, ports=ports, session_id=int(time.time()),
-                                  session_version=s.answer_version + 1)
+            answer = build_answer(
+                offer.sdp,
+                local_ip=local_ip,
+                ports=ports,
+                session_id=int(time.time()),
+                session_version=s.answer_version + 1,
+            )
         except SdpError as exc:
             # keep the session as it was (RFC 3264 §8: a failed re-offer changes nothing)
             self._close_sockets(bound)
@@ -540,27 +642,41 @@ class Recorder:
             if index >= len(offer.sdp.media):
                 continue
             remote = offer.sdp.connection_address(index)
-            moved = previous is not None and index < len(previous.media) and (
-                previous.media[index].port != offer.sdp.media[index].port
-                or previous.connection_address(index) != remote)
+            moved = (
+                previous is not None
+                and index < len(previous.media)
+                and (
+                    previous.media[index].port != offer.sdp.media[index].port
+                    or previous.connection_address(index) != remote
+                )
+            )
             if moved:
                 st.receiver.unlatch()
             st.remote = remote
             st.direction = offer.sdp.effective_direction(index)
         s.sdp = offer.sdp
         s.metadata = offer.metadata
-        s.spool.journal({
-            "type": "update", "t": time.time(), "method": req.method,
-            "participants": participants_of(offer),
-            "streams": self._stream_records(offer, answer, {i: (st.port, st.remote, st.direction)
-                                                            for i, st in s.streams.items()}),
-            "hold": all(st.direction in ("inactive", "recvonly") for st in s.streams.values()),
-        })
+        s.spool.journal(
+            {
+                "type": "update",
+                "t": time.time(),
+                "method": req.method,
+                "participants": participants_of(offer),
+                "streams": self._stream_records(
+                    offer, answer, {i: (st.port, st.remote, st.direction) for i, st in s.streams.items()}
+                ),
+                "hold": all(st.direction in ("inactive", "recvonly") for st in s.streams.values()),
+            }
+        )
         body = bytes(answer)
         s.last_answer = body
         self._respond(ev, 200, session=s, body=body, content_type="application/sdp")
-        log.info("< %s call=%s directions=%s", req.method, s.call_id,
-                 {i: st.direction for i, st in s.streams.items()})
+        log.info(
+            "< %s call=%s directions=%s",
+            req.method,
+            s.call_id,
+            {i: st.direction for i, st in s.streams.items()},
+        )
         self._to_db(s, ended=False)
 
     def _end(self, s: Session, reason: str, *, send_bye: bool) -> None:
@@ -579,8 +695,14 @@ class Recorder:
         for st in s.streams.values():
             st.receiver.close()
             self.ports.release(st.port)
-        s.spool.journal({"type": "ended", "t": time.time(), "reason": reason,
-                         "foreign_packets": sum(st.receiver.foreign for st in s.streams.values())})
+        s.spool.journal(
+            {
+                "type": "ended",
+                "t": time.time(),
+                "reason": reason,
+                "foreign_packets": sum(st.receiver.foreign for st in s.streams.values()),
+            }
+        )
         s.spool.flush()
         s.spool.mark_complete()
         s.spool.close()
@@ -620,6 +742,13 @@ class Recorder:
         path = s.spool.path
         fut = self.db.submit(self.on_db, path, ended)
         fut.add_done_callback(_log_db_failure)
+
+
+def _factory(receiver: RtpReceiver) -> Any:
+    def make() -> RtpReceiver:
+        return receiver
+
+    return make
 
 
 def _log_db_failure(fut: Any) -> None:
@@ -705,7 +834,7 @@ def run_recorder(*, sip_host: str, sip_port: int, rtp_range: tuple[int, int], me
     from django.conf import settings
 
     with contextlib.suppress(ValueError, OSError):
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         import uvloop
@@ -716,9 +845,16 @@ def run_recorder(*, sip_host: str, sip_port: int, rtp_range: tuple[int, int], me
     recover_spools(settings.SPOOL_DIR)
 
     async def main() -> None:
-        rec = Recorder(spool_root=settings.SPOOL_DIR, sip_host=sip_host, sip_port=sip_port, rtp_range=rtp_range,
-                       media_ip=media_ip, rtp_timeout=settings.RTP_TIMEOUT, fsync=settings.SPOOL_FSYNC,
-                       on_db=db_update)
+        rec = Recorder(
+            spool_root=settings.SPOOL_DIR,
+            sip_host=sip_host,
+            sip_port=sip_port,
+            rtp_range=rtp_range,
+            media_ip=media_ip,
+            rtp_timeout=settings.RTP_TIMEOUT,
+            fsync=settings.SPOOL_FSYNC,
+            on_db=db_update,
+        )
         await rec.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -88,7 +88,10 @@ def split_body(request: Request) -> tuple[bytes | None, bytes | None]:
 
 
 def parse_offer(
-    request: Request, *, previous: RecordingMetadata | None = None, previous_sdp: SessionDescription | None = None
+    request: Request,
+    *,
+    previous: RecordingMetadata | None = None,
+    previous_sdp: SessionDescription | None = None,
 ) -> SiprecOffer:
     """Parse the SDP and recording metadata of an INVITE/re-INVITE/UPDATE.
 
@@ -112,7 +115,7 @@ def parse_offer(
     streams: list[StreamInfo] = []
     if sdp is not None:
         try:
-            from_aor = request.from_.uri and str(request.from_.uri)
+            from_aor: str | None = str(request.from_.uri)
         except SipParseError:
             from_aor = None
         streams = map_streams(metadata, sdp, from_aor=None if previous else from_aor)
@@ -132,13 +135,15 @@ def participants_of(offer: SiprecOffer) -> list[dict[str, Any]]:
             if p.participant_id in seen:
                 continue
             seen.add(p.participant_id)
-            out.append({
-                "participant_id": p.participant_id,
-                "aor": p.aor or "",
-                "name": p.name or "",
-                "number": p.number or "",
-                "role": roles.get(p.participant_id, "other"),
-            })
+            out.append(
+                {
+                    "participant_id": p.participant_id,
+                    "aor": p.aor or "",
+                    "name": p.name or "",
+                    "number": p.number or "",
+                    "role": roles.get(p.participant_id, "other"),
+                }
+            )
     return out
 
 

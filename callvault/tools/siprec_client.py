@@ -78,7 +78,9 @@ def _metadata(session_id: str, caller: Leg, callee: Leg, labels: Sequence[str]) 
     )
 
 
-def _sdp(ip: str, ports: Sequence[int], codec: str, labels: Sequence[str], direction: str = "sendonly") -> str:
+def _sdp(
+    ip: str, ports: Sequence[int], codec: str, labels: Sequence[str], direction: str = "sendonly"
+) -> str:
     pt = 0 if codec == "PCMU" else 8
     lines = ["v=0", f"o=SBC 1 1 IN IP4 {ip}", "s=SIPREC", f"c=IN IP4 {ip}", "t=0 0"]
     for port, label in zip(ports, labels, strict=True):
@@ -105,9 +107,19 @@ class SiprecClient:
         self._pt = 0 if codec == "PCMU" else 8
 
     # --- SIP over UDP -----------------------------------------------------------
-    def _request(self, sock: socket.socket, method: str, call_id: str, cseq: int, from_tag: str,
-                 to_tag: str | None, body: bytes = b"", content_type: str | None = None,
-                 extra: Sequence[str] = (), branch: str | None = None) -> bytes:
+    def _request(
+        self,
+        sock: socket.socket,
+        method: str,
+        call_id: str,
+        cseq: int,
+        from_tag: str,
+        to_tag: str | None,
+        body: bytes = b"",
+        content_type: str | None = None,
+        extra: Sequence[str] = (),
+        branch: str | None = None,
+    ) -> bytes:
         host, port = sock.getsockname()[:2]
         branch = branch or "z9hG4bK" + secrets.token_hex(8)
         to = f"<sip:srs@{self.server[0]}:{self.server[1]}>" + (f";tag={to_tag}" if to_tag else "")
@@ -127,8 +139,9 @@ class SiprecClient:
         lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
-    async def _transact(self, sock: socket.socket, data: bytes, call_id: str, method: str,
-                        timeout: float = 8.0) -> tuple[int, dict[str, str], bytes]:
+    async def _transact(
+        self, sock: socket.socket, data: bytes, call_id: str, method: str, timeout: float = 8.0
+    ) -> tuple[int, dict[str, str], bytes]:
         """Send a request (retransmitting per Timer A/E) until a final response arrives."""
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
@@ -153,7 +166,9 @@ class SiprecClient:
                 return status, headers, body
 
     # --- the call -------------------------------------------------------------
-    async def call(self, caller: Leg, callee: Leg, *, after_media: float = 0.0, rtp_ports: tuple[int, int] | None = None) -> CallResult:
+    async def call(
+        self, caller: Leg, callee: Leg, *, after_media: float = 0.0, rtp_ports: tuple[int, int] | None = None
+    ) -> CallResult:
         loop = asyncio.get_running_loop()
         sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sip.bind((self.local_ip, 0))
@@ -177,9 +192,17 @@ class SiprecClient:
         ).encode()
         t_start = time.monotonic()
         try:
-            invite = self._request(sip, "INVITE", call_id, 1, from_tag, None, body,
-                                   f'multipart/mixed;boundary="{boundary}"',
-                                   ("Require: siprec", "Accept: application/sdp, application/rs-metadata+xml"))
+            invite = self._request(
+                sip,
+                "INVITE",
+                call_id,
+                1,
+                from_tag,
+                None,
+                body,
+                f'multipart/mixed;boundary="{boundary}"',
+                ("Require: siprec", "Accept: application/sdp, application/rs-metadata+xml"),
+            )
             status, headers, answer = await self._transact(sip, invite, call_id, "INVITE")
             setup = time.monotonic() - t_start
             if status != 200:
@@ -202,8 +225,13 @@ class SiprecClient:
             for s in rtp:
                 s.close()
 
-    async def _stream(self, loop: asyncio.AbstractEventLoop, socks: list[socket.socket],
-                      media: list[tuple[str, int]], legs: list[Leg]) -> list[int]:
+    async def _stream(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        socks: list[socket.socket],
+        media: list[tuple[str, int]],
+        legs: list[Leg],
+    ) -> list[int]:
         """Send both legs in real time, 20 ms per packet, as a phone would."""
         packets: list[list[tuple[float, bytes]]] = []
         for leg in legs:
@@ -218,9 +246,14 @@ class SiprecClient:
             for k in range(n):
                 if k in leg.drop:
                     continue
-                hdr = _RTP.pack(0x80, (0x80 if k == 0 else 0) | self._pt, (seq0 + k) & 0xFFFF,
-                                (ts0 + k * SAMPLES) & 0xFFFFFFFF, ssrc)
-                out.append((leg.start_delay + k * PTIME, hdr + payload[k * SAMPLES:(k + 1) * SAMPLES]))
+                hdr = _RTP.pack(
+                    0x80,
+                    (0x80 if k == 0 else 0) | self._pt,
+                    (seq0 + k) & 0xFFFF,
+                    (ts0 + k * SAMPLES) & 0xFFFFFFFF,
+                    ssrc,
+                )
+                out.append((leg.start_delay + k * PTIME, hdr + payload[k * SAMPLES : (k + 1) * SAMPLES]))
             for k in sorted(leg.swap):
                 # send packet k right after k+1
                 a = next((j for j, (_, p) in enumerate(out) if _seq(p) == (seq0 + k) & 0xFFFF), None)

@@ -40,10 +40,18 @@ def rtp_block(size: int = 200) -> tuple[int, int]:
     return low, low + size - 1
 
 
-def cli(data_dir: Path, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    data_dir: Path, *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CALLVAULT_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "callvault.cli", *args], env=env, capture_output=True,
-                          text=True, check=check, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "callvault.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+    )
 
 
 def sip_ping(port: int, timeout: float = 0.5) -> bool:
@@ -83,11 +91,18 @@ class Server:
         for name in names or ("recorder", "worker"):
             args = [sys.executable, "-m", "callvault.cli", name]
             if name == "recorder":
-                args += ["--sip-host", "127.0.0.1", "--sip-port", str(self.sip_port),
-                         "--rtp-ports", f"{self.rtp_range[0]}-{self.rtp_range[1]}"]
+                args += [
+                    "--sip-host",
+                    "127.0.0.1",
+                    "--sip-port",
+                    str(self.sip_port),
+                    "--rtp-ports",
+                    f"{self.rtp_range[0]}-{self.rtp_range[1]}",
+                ]
             log = (self.data_dir / f"{name}.log").open("ab")
-            self.procs[name] = subprocess.Popen(args, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                                cwd=REPO)
+            self.procs[name] = subprocess.Popen(
+                args, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+            )
         if "recorder" in (names or ("recorder",)):
             self.wait(lambda: sip_ping(self.sip_port), 20, "recorder answering OPTIONS")
 
@@ -121,8 +136,10 @@ class Server:
             if result:
                 return result
             time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n--- recorder log ---\n"
-                             f"{self.log('recorder')[-4000:]}\n--- worker log ---\n{self.log('worker')[-4000:]}")
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}\n--- recorder log ---\n"
+            f"{self.log('recorder')[-4000:]}\n--- worker log ---\n{self.log('worker')[-4000:]}"
+        )
 
     def wait_calls(self, n: int, *, states: tuple[str, ...] = ("ready",), timeout: float = 30) -> list[dict]:
         def done() -> list[dict[str, Any]] | None:
@@ -146,13 +163,34 @@ def server(tmp_path: Path) -> Iterator[Server]:
         srv.stop_all()
 
 
-def run_sipp(scenario: str, server: Server, *, transport: str = "u1", extra: tuple[str, ...] = (),
-             timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def run_sipp(
+    scenario: str, server: Server, *, transport: str = "u1", extra: tuple[str, ...] = (), timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
     """Run one sipp scenario from tests/e2e/sipp against the server; fails the test on sipp failure."""
     media_port = random.randrange(40000, 50000, 4)
-    args = ["sipp", "-sf", str(SIPP_DIR / scenario), "-m", "1", "-i", "127.0.0.1", "-p", str(free_port()),
-            "-mp", str(media_port), "-t", transport, "-nostdin", "-timeout", f"{int(timeout)}s",
-            "-timeout_error", *extra, f"127.0.0.1:{server.sip_port}"]
+    args = [
+        "sipp",
+        "-sf",
+        str(SIPP_DIR / scenario),
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port()),
+        "-mp",
+        str(media_port),
+        "-t",
+        transport,
+        "-nostdin",
+        "-timeout",
+        f"{int(timeout)}s",
+        "-timeout_error",
+        *extra,
+        f"127.0.0.1:{server.sip_port}",
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 10, cwd=server.data_dir)
-    assert proc.returncode == 0, f"sipp {scenario} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"sipp {scenario} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr}"
+    )
     return proc

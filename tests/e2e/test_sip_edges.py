@@ -26,8 +26,17 @@ class Peer:
         self.sock.settimeout(3)
         self.port = self.sock.getsockname()[1]
 
-    def request(self, method: str, *, call_id: str, branch: str, body: bytes = b"", ctype: str = "",
-                cseq: int = 1, extra: str = "") -> bytes:
+    def request(
+        self,
+        method: str,
+        *,
+        call_id: str,
+        branch: str,
+        body: bytes = b"",
+        ctype: str = "",
+        cseq: int = 1,
+        extra: str = "",
+    ) -> bytes:
         head = (
             f"{method} sip:srs@127.0.0.1:{self.server[1]} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\r\n"
@@ -48,8 +57,11 @@ class Peer:
         while len(got) < limit:
             data = self.sock.recv(65535)
             line = data.split(b"\r\n", 1)[0].decode()
-            got.append(line + " | " + next((h for h in data.decode(errors="replace").split("\r\n")
-                                            if h.startswith("CSeq:")), ""))
+            got.append(
+                line
+                + " | "
+                + next((h for h in data.decode(errors="replace").split("\r\n") if h.startswith("CSeq:")), "")
+            )
             if line.startswith(f"SIP/2.0 {until}"):
                 return got
         return got
@@ -62,7 +74,9 @@ def invite_body(codec: str = "PCMU/8000", pt: int = 0) -> bytes:
 def test_cancel_that_beats_the_answer_gets_487_and_leaves_a_missed_call(server: Server) -> None:
     peer = Peer(server)
     call_id, branch = f"cancel-{secrets.token_hex(4)}", "z9hG4bK" + secrets.token_hex(6)
-    invite = peer.request("INVITE", call_id=call_id, branch=branch, body=invite_body(), ctype="application/sdp")
+    invite = peer.request(
+        "INVITE", call_id=call_id, branch=branch, body=invite_body(), ctype="application/sdp"
+    )
     cancel = peer.request("CANCEL", call_id=call_id, branch=branch)
     # the CANCEL follows the INVITE at once; the recorder answers only once the call's spool is on disk
     peer.send(invite)
@@ -71,8 +85,12 @@ def test_cancel_that_beats_the_answer_gets_487_and_leaves_a_missed_call(server: 
     assert any(line.startswith("SIP/2.0 200") and "CANCEL" in line for line in lines), lines
     assert lines[-1].startswith("SIP/2.0 487") and "INVITE" in lines[-1], lines
     peer.send(peer.request("ACK", call_id=call_id, branch=branch))
-    calls = server.wait(lambda: [c for c in server.calls() if c["state"] == "cancelled"], 15, "the missed call")
+    calls = server.wait(
+        lambda: [c for c in server.calls() if c["state"] == "cancelled"], 15, "the missed call"
+    )
     assert calls[0]["sip_call_id"] == call_id and calls[0]["end_reason"] == "cancel"
+    server.wait(lambda: server.calls()[0]["recording_state"] == "none", 15, "missed call with no recording")
+    assert server.calls()[0]["recording"] is None
     server.wait(lambda: not any((server.data_dir / "spool").iterdir()), 15, "spool cleaned up")
 
 
@@ -102,12 +120,16 @@ def test_cancel_that_beats_the_answer_gets_487_and_leaves_a_missed_call(server: 
         ),
     ],
 )
-def test_unusable_offers_are_refused_with_the_right_status(server: Server, what: str, body: bytes, ctype: str,
-                                                           status: int) -> None:
+def test_unusable_offers_are_refused_with_the_right_status(
+    server: Server, what: str, body: bytes, ctype: str, status: int
+) -> None:
     peer = Peer(server)
     call_id = f"bad-{secrets.token_hex(4)}"
-    peer.send(peer.request("INVITE", call_id=call_id, branch="z9hG4bK" + secrets.token_hex(6), body=body,
-                           ctype=ctype))
+    peer.send(
+        peer.request(
+            "INVITE", call_id=call_id, branch="z9hG4bK" + secrets.token_hex(6), body=body, ctype=ctype
+        )
+    )
     lines = peer.responses(status)
     assert lines[-1].startswith(f"SIP/2.0 {status}"), (what, lines)
     time.sleep(0.3)
@@ -117,12 +139,17 @@ def test_unusable_offers_are_refused_with_the_right_status(server: Server, what:
 
 def test_malformed_requests_get_400_or_are_dropped_and_the_server_keeps_working(server: Server) -> None:
     peer = Peer(server)
-    bad_cseq = peer.request("OPTIONS", call_id="x1", branch="z9hG4bKbad1").replace(b"CSeq: 1 OPTIONS",
-                                                                                  b"CSeq: one OPTIONS")
+    bad_cseq = peer.request("OPTIONS", call_id="x1", branch="z9hG4bKbad1").replace(
+        b"CSeq: 1 OPTIONS", b"CSeq: one OPTIONS"
+    )
     peer.send(bad_cseq)
     assert peer.responses(400)[-1].startswith("SIP/2.0 400")
-    for junk in (b"\x00\x01garbage", b"NOT SIP AT ALL\r\n\r\n", b"INVITE sip:x SIP/2.0\r\n" + b"X: y\r\n" * 300,
-                 b"A" * 70000):
+    for junk in (
+        b"\x00\x01garbage",
+        b"NOT SIP AT ALL\r\n\r\n",
+        b"INVITE sip:x SIP/2.0\r\n" + b"X: y\r\n" * 300,
+        b"A" * 70000,
+    ):
         peer.send(junk[:65000])
     peer.send(peer.request("OPTIONS", call_id="x2", branch="z9hG4bKok2"))
     lines = peer.responses(200)

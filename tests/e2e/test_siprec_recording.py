@@ -24,16 +24,20 @@ def _speech(cache: object) -> tuple[np.ndarray, np.ndarray]:
     return caller[: 8000 * 8], callee[: 8000 * 8]
 
 
-def test_each_party_is_recorded_on_its_own_channel_with_gaps_in_place(server: Server, audio_cache_dir) -> None:
+def test_each_party_is_recorded_on_its_own_channel_with_gaps_in_place(
+    server: Server, audio_cache_dir
+) -> None:
     caller_pcm, callee_pcm = _speech(audio_cache_dir)
     n = min(len(caller_pcm), len(callee_pcm)) // 160 * 160
     caller_pcm, callee_pcm = caller_pcm[:n], callee_pcm[:n]
     dropped = frozenset(range(100, 125))  # 2.00 s - 2.50 s of the callee's audio never arrives
     client = SiprecClient(("127.0.0.1", server.sip_port))
-    result = asyncio.run(client.call(
-        Leg("0312345678", "山田 太郎", caller_pcm),
-        Leg("201", "受付 佐藤", callee_pcm, drop=dropped, swap=frozenset({200, 260})),
-    ))
+    result = asyncio.run(
+        client.call(
+            Leg("0312345678", "山田 太郎", caller_pcm),
+            Leg("201", "受付 佐藤", callee_pcm, drop=dropped, swap=frozenset({200, 260})),
+        )
+    )
     assert result.invite_status == 200 and result.bye_status == 200
 
     [call] = server.wait_calls(1)

@@ -77,8 +77,8 @@ def _party(state: JournalState, role: str) -> dict[str, Any] | None:
 def upsert_call(state: JournalState, *, spool_key: str) -> Call:
     """Create or update the Call and its participants and streams from the journal."""
     inv = state.invite
-    caller = _party(state, Role.CALLER) or {}
-    callee = _party(state, Role.CALLEE) or {}
+    caller = _party(state, "caller") or {}
+    callee = _party(state, "callee") or {}
     defaults: dict[str, Any] = {
         "source": inv.get("source", "siprec"),
         "direction": inv.get("direction", "unknown"),

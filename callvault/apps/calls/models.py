@@ -45,7 +45,9 @@ class Call(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.SIPREC)
     direction = models.CharField(max_length=16, choices=Direction.choices, default=Direction.UNKNOWN)
-    state = models.CharField(max_length=16, choices=CallState.choices, default=CallState.RINGING, db_index=True)
+    state = models.CharField(
+        max_length=16, choices=CallState.choices, default=CallState.RINGING, db_index=True
+    )
     recording_state = models.CharField(
         max_length=16, choices=RecordingState.choices, default=RecordingState.RECORDING, db_index=True
     )

@@ -84,7 +84,8 @@ def call_as_dict(call: Call) -> dict[str, Any]:
             for s in call.streams.all()
         ],
         "dtmf": [
-            {"digit": d.digit, "offset": d.offset, "duration_ms": d.duration_ms} for d in call.dtmf_events.all()
+            {"digit": d.digit, "offset": d.offset, "duration_ms": d.duration_ms}
+            for d in call.dtmf_events.all()
         ],
         "recording": recording,
     }

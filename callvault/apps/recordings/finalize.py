@@ -68,13 +68,17 @@ def request_retry(call_id: str) -> str:
 
 def _claim(call_id: str) -> bool:
     stale = timezone.now() - STALE_CLAIM
-    n = Call.objects.filter(pk=call_id).filter(
-        Q(recording_state=RecordingState.PENDING)
-        | Q(recording_state=RecordingState.PROCESSING, updated_at__lt=stale)
-    ).update(
-        recording_state=RecordingState.PROCESSING,
-        finalize_attempts=F("finalize_attempts") + 1,
-        updated_at=timezone.now(),
+    n = (
+        Call.objects.filter(pk=call_id)
+        .filter(
+            Q(recording_state=RecordingState.PENDING)
+            | Q(recording_state=RecordingState.PROCESSING, updated_at__lt=stale)
+        )
+        .update(
+            recording_state=RecordingState.PROCESSING,
+            finalize_attempts=F("finalize_attempts") + 1,
+            updated_at=timezone.now(),
+        )
     )
     return n == 1
 
@@ -96,7 +100,7 @@ def build_audio(spool_dir: Path, state: JournalState) -> dict[str, Any]:
 
     stream_files = {i: spool_dir / f"stream-{i}.rtp" for i in state.streams}
     first_arrivals: list[float] = []
-    for i, path in stream_files.items():
+    for path in stream_files.values():
         if path.exists():
             for arrival, _pkt in read_stream(path):
                 first_arrivals.append(arrival)
@@ -119,7 +123,9 @@ def build_audio(spool_dir: Path, state: JournalState) -> dict[str, Any]:
     for i, s in sorted(state.streams.items()):
         path = stream_files[i]
         records = read_stream(path) if path.exists() else iter(())
-        tracks[i] = decode_track(records, _payload_types(s.get("payload_types") or {}), t0=t0, out_rate=out_rate)
+        tracks[i] = decode_track(
+            records, _payload_types(s.get("payload_types") or {}), t0=t0, out_rate=out_rate
+        )
 
     roles = {i: (s.get("role") or "unknown") for i, s in state.streams.items()}
     left = [tracks[i] for i in sorted(tracks) if roles[i] == "caller"]
@@ -172,10 +178,17 @@ def finalize_call(call_id: str) -> str:
     try:
         if not call.spool_key or not spool_dir.is_dir():
             if Recording.objects.filter(call=call).exists():
-                Call.objects.filter(pk=call.pk).update(recording_state=RecordingState.READY, recording_error="")
-                return RecordingState.READY
+                Call.objects.filter(pk=call.pk).update(
+                    recording_state=RecordingState.READY, recording_error=""
+                )
+                return str(RecordingState.READY)
             raise FinalizeError("spool is missing and no recording exists")
         state = JournalState.fold(read_journal(spool_dir))
+        if state.answered_t is None and not _has_packets(spool_dir):
+            # never answered (CANCEL, refused): a missed call, there is nothing to record
+            Call.objects.filter(pk=call.pk).update(recording_state=RecordingState.NONE, recording_error="")
+            remove_spool(spool_dir, root=settings.SPOOL_DIR)
+            return str(RecordingState.NONE)
         audio = build_audio(spool_dir, state)
         pcm, rate = audio["pcm"], audio["rate"]
         expected = len(pcm) / rate
@@ -188,7 +201,11 @@ def finalize_call(call_id: str) -> str:
         with tempfile.TemporaryDirectory(dir=tmp_dir) as td:
             out = Path(td) / f"rec.{ext}"
             info = encode_recording(
-                pcm, rate, fmt, out, bitrate=settings.OPUS_BITRATE,
+                pcm,
+                rate,
+                fmt,
+                out,
+                bitrate=settings.OPUS_BITRATE,
                 metadata={"callvault_call_id": str(call.pk), "date": call.started_at.isoformat()},
             )
             probe = probe_recording(out)
@@ -198,11 +215,8 @@ def finalize_call(call_id: str) -> str:
                 )
             if storage.exists(key):
                 # A previous attempt stored the file but crashed before the database commit.
-                with storage.open(key) as fh:
-                    import hashlib
-
-                    if hashlib.file_digest(fh, "sha256").hexdigest() != info.sha256:
-                        storage.delete(key)
+                if _storage_sha256(storage, key) != info.sha256:
+                    storage.delete(key)
             if not storage.exists(key):
                 storage.put_file(key, out)
         local = storage.local_path(key)
@@ -217,26 +231,43 @@ def finalize_call(call_id: str) -> str:
             recording_error=f"{type(exc).__name__}: {exc}"[:2000],
         )
         if final:
-            return RecordingState.FAILED
+            return str(RecordingState.FAILED)
         raise
     remove_spool(spool_dir, root=settings.SPOOL_DIR)
-    log.info("= finalized call=%s in %.0f ms (%.1fs audio)", call_id, (time.monotonic() - started) * 1000,
-             expected)
-    return RecordingState.READY
+    log.info(
+        "= finalized call=%s in %.0f ms (%.1fs audio)", call_id, (time.monotonic() - started) * 1000, expected
+    )
+    return str(RecordingState.READY)
+
+
+def _storage_sha256(storage: Any, key: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with storage.open(key) as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @transaction.atomic
-def _save(call: Call, state: JournalState, audio: dict[str, Any], key: str, fmt: str, info: Any,
-          probe: Any) -> None:
+def _save(
+    call: Call, state: JournalState, audio: dict[str, Any], key: str, fmt: str, info: Any, probe: Any
+) -> None:
     totals = {"received": 0, "lost": 0, "late": 0, "dropped": 0}
     DtmfEvent.objects.filter(call=call).delete()
     for index, track in audio["tracks"].items():
         st = track.stats
         dropped = st.dropped_malformed + st.unknown_pt
         Stream.objects.filter(call=call, index=index).update(
-            packets_received=st.received, packets_lost=st.lost, packets_late=st.late,
-            packets_duplicate=st.duplicates, packets_dropped=dropped, ssrc_changes=st.ssrc_changes,
-            jitter_ms=float(st.jitter), codec=",".join(sorted(track.codecs))[:32],
+            packets_received=st.received,
+            packets_lost=st.lost,
+            packets_late=st.late,
+            packets_duplicate=st.duplicates,
+            packets_dropped=dropped,
+            ssrc_changes=st.ssrc_changes,
+            jitter_ms=float(st.jitter),
+            codec=",".join(sorted(track.codecs))[:32],
             unsupported=bool(track.unsupported),
         )
         totals["received"] += st.received
@@ -244,20 +275,35 @@ def _save(call: Call, state: JournalState, audio: dict[str, Any], key: str, fmt:
         totals["late"] += st.late
         totals["dropped"] += dropped
         for d in track.dtmf:
-            DtmfEvent.objects.create(call=call, stream_index=index, digit=d.digit, offset=d.time or 0.0,
-                                     duration_ms=round(d.duration * 1000))
+            DtmfEvent.objects.create(
+                call=call,
+                stream_index=index,
+                digit=d.digit,
+                offset=d.time or 0.0,
+                duration_ms=round(d.duration * 1000),
+            )
     Recording.objects.update_or_create(
         call=call,
         defaults={
-            "storage_key": key, "format": fmt, "codec": info.codec, "channels": info.channels,
-            "sample_rate": info.sample_rate, "bytes": info.bytes, "sha256": info.sha256,
-            "duration": probe.duration, "channel_map": audio["channel_map"], "verified_at": timezone.now(),
+            "storage_key": key,
+            "format": fmt,
+            "codec": info.codec,
+            "channels": info.channels,
+            "sample_rate": info.sample_rate,
+            "bytes": info.bytes,
+            "sha256": info.sha256,
+            "duration": probe.duration,
+            "channel_map": audio["channel_map"],
+            "verified_at": timezone.now(),
         },
     )
     Call.objects.filter(pk=call.pk).update(
-        recording_state=RecordingState.READY, recording_error="",
-        packets_received=totals["received"], packets_lost=totals["lost"],
-        packets_late=totals["late"], packets_dropped=totals["dropped"],
+        recording_state=RecordingState.READY,
+        recording_error="",
+        packets_received=totals["received"],
+        packets_lost=totals["lost"],
+        packets_late=totals["late"],
+        packets_dropped=totals["dropped"],
     )
 
 
@@ -275,6 +321,15 @@ def ingest_spool(spool_dir: Path, *, interrupted: bool) -> str | None:
         if call.state in (CallState.RINGING, CallState.ACTIVE) or interrupted:
             end_call(call, state, interrupted=interrupted)
     return str(call.pk)
+
+
+def _has_packets(spool_dir: Path) -> bool:
+    from callvault.spool.reader import read_stream
+
+    for path in spool_dir.glob("stream-*.rtp"):
+        for _record in read_stream(path):
+            return True
+    return False
 
 
 def _last_arrival(spool_dir: Path) -> float | None:
@@ -311,9 +366,12 @@ def recover_spool(spool_dir: Path) -> str | None:
     state = JournalState.fold(read_journal(spool_dir))
     last = _last_arrival(spool_dir)
     end_t = max(t for t in (last, state.last_t) if t is not None) if (last or state.last_t) else time.time()
-    _append_journal(spool_dir, [
-        {"type": "ended", "t": end_t, "reason": "crash"},
-        {"type": "closed", "time": time.time(), "reason": "recovered"},
-    ])
+    _append_journal(
+        spool_dir,
+        [
+            {"type": "ended", "t": end_t, "reason": "crash"},
+            {"type": "closed", "time": time.time(), "reason": "recovered"},
+        ],
+    )
     log.warning("recovered interrupted call spool %s (audio until %.3f)", spool_dir.name, end_t)
     return ingest_spool(spool_dir, interrupted=True)

@@ -17,7 +17,9 @@ class Recording(models.Model):
     bytes = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
     duration = models.FloatField()
-    channel_map = models.JSONField(default=dict, blank=True, help_text='e.g. {"left": "caller", "right": "callee"}')
+    channel_map = models.JSONField(
+        default=dict, blank=True, help_text='e.g. {"left": "caller", "right": "callee"}'
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     verified_at = models.DateTimeField(null=True, blank=True)
 

@@ -5,30 +5,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('calls', '0001_initial'),
+        ("calls", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Recording',
+            name="Recording",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('storage_key', models.CharField(max_length=512, unique=True)),
-                ('format', models.CharField(max_length=16)),
-                ('codec', models.CharField(max_length=32)),
-                ('channels', models.PositiveSmallIntegerField()),
-                ('sample_rate', models.PositiveIntegerField()),
-                ('bytes', models.BigIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('duration', models.FloatField()),
-                ('channel_map', models.JSONField(blank=True, default=dict, help_text='e.g. {"left": "caller", "right": "callee"}')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('verified_at', models.DateTimeField(blank=True, null=True)),
-                ('call', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='recording', to='calls.call')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("storage_key", models.CharField(max_length=512, unique=True)),
+                ("format", models.CharField(max_length=16)),
+                ("codec", models.CharField(max_length=32)),
+                ("channels", models.PositiveSmallIntegerField()),
+                ("sample_rate", models.PositiveIntegerField()),
+                ("bytes", models.BigIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("duration", models.FloatField()),
+                (
+                    "channel_map",
+                    models.JSONField(
+                        blank=True, default=dict, help_text='e.g. {"left": "caller", "right": "callee"}'
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("verified_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "call",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="recording", to="calls.call"
+                    ),
+                ),
             ],
         ),
     ]

@@ -32,4 +32,5 @@ class Command(BaseCommand):
             path.write_text(password + "\n", encoding="utf-8")
             path.chmod(0o600)
             # Shown once on the operator's terminal; never written to a log.
-            self.stdout.write(f"初期パスワード: {password}  (同じ内容を {path} に保存しました。ログイン後に変更してください)")
+            self.stdout.write(f"初期パスワード: {password}")
+            self.stdout.write(f"(同じ内容を {path} に保存しました。ログイン後に変更してください)")

@@ -37,8 +37,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy callvault
 
+# The embedded default (SQLite) runs the whole suite; the database-backed tests run again
+# on PostgreSQL (the scale-out database). Set CALLVAULT_TEST_POSTGRES=0 on a machine without it.
+TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/callvault
 pytest: $(STAMP) test-deps
 	$(BIN)/pytest
+	@if [ "$${CALLVAULT_TEST_POSTGRES:-1}" = 1 ]; then \
+	  echo "--- database tests on PostgreSQL ($(TEST_PG_URL))"; \
+	  DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest -q tests/apps; \
+	else echo "--- PostgreSQL tests not run (CALLVAULT_TEST_POSTGRES=0)"; fi
 
 test: $(STAMP) test-deps lint typecheck pytest
 

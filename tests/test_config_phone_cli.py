@@ -30,15 +30,21 @@ from callvault.siprec.session import guess_direction
         ("", "", ""),
     ],
 )
-def test_numbers_are_stored_e164_and_shown_as_japanese_users_write_them(raw: str, stored: str, shown: str) -> None:
+def test_numbers_are_stored_e164_and_shown_as_japanese_users_write_them(
+    raw: str, stored: str, shown: str
+) -> None:
     assert normalize(raw) == stored
     assert display(stored) == shown
 
 
 @pytest.mark.parametrize(
     ("caller", "callee", "direction"),
-    [("+81312345678", "201", "in"), ("201", "+819012345678", "out"), ("201", "202", "internal"),
-     ("", "", "unknown")],
+    [
+        ("+81312345678", "201", "in"),
+        ("201", "+819012345678", "out"),
+        ("201", "202", "internal"),
+        ("", "", "unknown"),
+    ],
 )
 def test_direction_is_seen_from_the_company(caller: str, callee: str, direction: str) -> None:
     assert guess_direction(caller, callee) == direction
@@ -65,8 +71,12 @@ def test_bad_settings_fail_loudly_with_the_variable_name(monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("20000", "expected LOW-HIGH"), ("30000-20000", "1024 <= LOW <= HIGH"), ("80-90", "1024 <= LOW"),
-     ("20000-20000", "fewer than two ports")],
+    [
+        ("20000", "expected LOW-HIGH"),
+        ("30000-20000", "1024 <= LOW <= HIGH"),
+        ("80-90", "1024 <= LOW"),
+        ("20000-20000", "fewer than two ports"),
+    ],
 )
 def test_port_ranges_are_checked(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -75,8 +85,12 @@ def test_port_ranges_are_checked(text: str, message: str) -> None:
 
 
 def _cli(*args: str, data_dir) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "callvault.cli", *args, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "callvault.cli", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_rejects_a_bad_port_range_with_a_clear_message(tmp_path) -> None:
@@ -86,8 +100,12 @@ def test_cli_rejects_a_bad_port_range_with_a_clear_message(tmp_path) -> None:
 
 
 def test_cli_lists_calls_as_json_and_says_so_when_there_are_none(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "callvault.cli", "manage", "--data-dir", str(tmp_path),
-                           "migrate", "-v", "0"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "callvault.cli", "manage", "--data-dir", str(tmp_path), "migrate", "-v", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     proc = _cli("calls", "--json", data_dir=tmp_path)
     assert proc.returncode == 0 and json.loads(proc.stdout) == []

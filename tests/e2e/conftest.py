@@ -151,16 +151,29 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    data = tmp_path / "data"
-    data.mkdir()
-    cli(data, "manage", "migrate", "--noinput", "-v", "0")
-    srv = Server(data_dir=data, sip_port=free_port(), rtp_range=rtp_block())
-    srv.start()
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start a recorder + worker on a fresh data directory, with extra environment settings."""
+    started: list[Server] = []
+
+    def make(**env: str) -> Server:
+        data = tmp_path / f"data{len(started)}"
+        data.mkdir()
+        cli(data, "manage", "migrate", "--noinput", "-v", "0")
+        srv = Server(data_dir=data, sip_port=free_port(), rtp_range=rtp_block(), extra_env=env)
+        started.append(srv)
+        srv.start()
+        return srv
+
     try:
-        yield srv
+        yield make
     finally:
-        srv.stop_all()
+        for srv in started:
+            srv.stop_all()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., Server]) -> Server:
+    return server_factory()
 
 
 def run_sipp(

@@ -38,24 +38,63 @@ def rtp(seq: int, ts: int, payload: bytes, ssrc: int, pt: int = 0) -> bytes:
 
 
 def make_spool(
-    t0: float, *, seconds: float = 2.0, drop: set[int] | None = None, close: bool = True, answered: bool = True
+    t0: float,
+    *,
+    seconds: float = 2.0,
+    drop: set[int] | None = None,
+    close: bool = True,
+    answered: bool = True,
 ) -> tuple[str, Path]:
     call_id = str(uuid.uuid4())
     key = call_id.replace("-", "")
     spool = CallSpool(settings.SPOOL_DIR, key)
     streams = [
-        {"index": 0, "label": "1", "role": "caller", "participant_id": "p1", "payload_types": PCMU, "codec": "PCMU"},
-        {"index": 1, "label": "2", "role": "callee", "participant_id": "p2", "payload_types": PCMU, "codec": "PCMU"},
+        {
+            "index": 0,
+            "label": "1",
+            "role": "caller",
+            "participant_id": "p1",
+            "payload_types": PCMU,
+            "codec": "PCMU",
+        },
+        {
+            "index": 1,
+            "label": "2",
+            "role": "callee",
+            "participant_id": "p2",
+            "payload_types": PCMU,
+            "codec": "PCMU",
+        },
     ]
-    spool.journal({
-        "type": "invite", "t": t0, "call_id": call_id, "source": "siprec", "sip_call_id": f"sip-{key}",
-        "session_id": "s1", "direction": "in", "streams": streams, "extensions": {},
-        "participants": [
-            {"participant_id": "p1", "aor": "sip:0312345678@x", "name": "山田 太郎", "number": "0312345678",
-             "role": "caller"},
-            {"participant_id": "p2", "aor": "sip:201@x", "name": "受付", "number": "201", "role": "callee"},
-        ],
-    })
+    spool.journal(
+        {
+            "type": "invite",
+            "t": t0,
+            "call_id": call_id,
+            "source": "siprec",
+            "sip_call_id": f"sip-{key}",
+            "session_id": "s1",
+            "direction": "in",
+            "streams": streams,
+            "extensions": {},
+            "participants": [
+                {
+                    "participant_id": "p1",
+                    "aor": "sip:0312345678@x",
+                    "name": "山田 太郎",
+                    "number": "0312345678",
+                    "role": "caller",
+                },
+                {
+                    "participant_id": "p2",
+                    "aor": "sip:201@x",
+                    "name": "受付",
+                    "number": "201",
+                    "role": "callee",
+                },
+            ],
+        }
+    )
     if answered:
         spool.journal({"type": "answered", "t": t0})
         for index, freq in ((0, 440.0), (1, 1000.0)):
@@ -64,8 +103,10 @@ def make_spool(
             for k in range(int(seconds / 0.02)):
                 if drop and index == 1 and k in drop:
                     continue
-                s.append(t0 + 0.01 + k * 0.02, rtp(100 + k, 1000 + k * 160, payload[k * 160 : (k + 1) * 160],
-                                                   ssrc=0x1000 + index))
+                s.append(
+                    t0 + 0.01 + k * 0.02,
+                    rtp(100 + k, 1000 + k * 160, payload[k * 160 : (k + 1) * 160], ssrc=0x1000 + index),
+                )
             s.flush()
     if close:
         spool.journal({"type": "ended", "t": t0 + seconds + 0.01, "reason": "bye" if answered else "cancel"})
@@ -84,7 +125,7 @@ def ingest_and_finalize(spool_dir: Path, *, interrupted: bool = False) -> Call:
 
 
 def test_it_turns_a_spool_into_a_verified_stereo_recording_and_removes_the_spool() -> None:
-    call_id, spool_dir = make_spool(time.time() - 10, drop=set(range(20, 30)))
+    _, spool_dir = make_spool(time.time() - 10, drop=set(range(20, 30)))
     call = ingest_and_finalize(spool_dir)
     assert (call.state, call.recording_state, call.end_reason) == ("completed", "ready", "bye")
     assert (call.caller_number, call.caller_name, call.callee_number) == ("+81312345678", "山田 太郎", "201")
@@ -96,8 +137,8 @@ def test_it_turns_a_spool_into_a_verified_stereo_recording_and_removes_the_spool
     assert rec.channel_map == {"left": "caller", "right": "callee"}
     assert abs(rec.duration - 2.01) < 0.06
     pcm, rate = decode_recording(path)
-    left_spec = np.abs(np.fft.rfft(pcm[: rate, 0]))
-    right_spec = np.abs(np.fft.rfft(pcm[: rate, 1]))
+    left_spec = np.abs(np.fft.rfft(pcm[:rate, 0]))
+    right_spec = np.abs(np.fft.rfft(pcm[:rate, 1]))
     assert abs(np.argmax(left_spec) * rate / (2 * (len(left_spec) - 1)) - 440) < 5
     assert abs(np.argmax(right_spec) * rate / (2 * (len(right_spec) - 1)) - 1000) < 5
     # the 200 ms of dropped callee packets are silence at 0.41-0.61 s, nothing shifted

@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("call_id", help="the call's id (UUID)")
 
+    p = sub.add_parser("test-call", help="place a test SIPREC call (tones on both legs) to a recorder")
+    p.add_argument("target", help="recorder address HOST:PORT, e.g. 127.0.0.1:5060")
+    p.add_argument("--seconds", type=float, default=5.0, help="length of the call (default 5)")
+    p.add_argument("--local-ip", default="127.0.0.1", help="this machine's address as the recorder sees it")
+
     p = sub.add_parser(
         "manage", help="run a Django management command, e.g. createsuperuser --noinput", add_help=False
     )
@@ -193,6 +198,50 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_test_call(args: argparse.Namespace) -> int:
+    """Behave like an SBC: one SIPREC call, a 440 Hz beep from the caller and 880 Hz from the callee."""
+    import asyncio
+
+    import numpy as np
+
+    from callvault.tools.siprec_client import Leg, SipError, SiprecClient
+
+    host, _, port_s = args.target.rpartition(":")
+    if not host or not port_s.isdigit():
+        print(f"callvault test-call: expected HOST:PORT, got {args.target!r}", file=sys.stderr)
+        return 2
+    n = int(max(1.0, min(args.seconds, 600.0)) * 8000)
+    t = np.arange(n) / 8000
+    beeps = (np.sin(2 * np.pi * 0.5 * t) > 0).astype(np.float64)  # one second on, one off
+
+    def tone(freq: float, phase: float) -> np.ndarray:
+        on = np.roll(beeps, int(phase * 8000))
+        return (np.sin(2 * np.pi * freq * t) * 6000 * on).astype(np.int16)
+
+    client = SiprecClient((host, int(port_s)), local_ip=args.local_ip)
+    try:
+        result = asyncio.run(
+            client.call(
+                Leg("0312345678", "テスト 発信者", tone(440, 0.0)),
+                Leg("200", "テスト 着信者", tone(880, 1.0)),
+            )
+        )
+    except (OSError, SipError) as exc:
+        print(f"callvault test-call: {exc}", file=sys.stderr)
+        return 1
+    if result.invite_status != 200:
+        print(
+            f"callvault test-call: 録音サーバーが INVITE を {result.invite_status} で拒否しました",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"テスト通話を送信しました (Call-ID {result.call_id}、{result.packets_sent[0]}+{result.packets_sent[1]} "
+        f"パケット、BYE への応答 {result.bye_status})。`callvault calls` で録音を確認してください。"
+    )
+    return 0 if result.bye_status == 200 else 1
+
+
 def _run_children(commands: list[list[str]]) -> int:
     """Start the parts as child processes; stop them all when one fails or on a signal."""
     procs: list[subprocess.Popen[bytes]] = []
@@ -236,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "test-call":
+            return _cmd_test_call(args)
         if args.command == "manage":
             _setup_django(args.data_dir)
             from django.core.management import execute_from_command_line

@@ -236,8 +236,9 @@ def _cmd_test_call(args: argparse.Namespace) -> int:
         )
         return 1
     print(
-        f"テスト通話を送信しました (Call-ID {result.call_id}、{result.packets_sent[0]}+{result.packets_sent[1]} "
-        f"パケット、BYE への応答 {result.bye_status})。`callvault calls` で録音を確認してください。"
+        f"テスト通話を送信しました (Call-ID {result.call_id}、"
+        f"{result.packets_sent[0]}+{result.packets_sent[1]} パケット、BYE への応答 {result.bye_status})。"
+        "`callvault calls` で録音を確認してください。"
     )
     return 0 if result.bye_status == 200 else 1
 

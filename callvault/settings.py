@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "huey.contrib.djhuey",
+    "callvault.apps.accounts",
+    "callvault.apps.audit",
     "callvault.apps.calls",
     "callvault.apps.recordings",
     "callvault.apps.web",

@@ -128,6 +128,11 @@ def upsert_call(state: JournalState, *, spool_key: str) -> Call:
             Stream.objects.filter(pk=have[index].pk).update(**values)
         else:
             Stream.objects.create(call=call, index=index, **values)
+    if call.team_id is None:
+        from callvault.apps.accounts.services import assign_call
+
+        if assign_call(call):
+            call.save(update_fields=["team", "agent"])
     return call
 
 

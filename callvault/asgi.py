@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django (WebSockets join in the web app issue)."""
+"""ASGI entry point: HTTP through Django, WebSockets (/ws/events/) through Channels."""
 
 import os
 
@@ -6,4 +6,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callvault.settings")
 
 from django.core.asgi import get_asgi_application
 
-application = get_asgi_application()
+django_asgi = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from callvault.apps.web.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi,
+        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+    }
+)

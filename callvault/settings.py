@@ -47,10 +47,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "huey.contrib.djhuey",
+    "channels",
     "callvault.apps.accounts",
     "callvault.apps.audit",
     "callvault.apps.calls",
     "callvault.apps.recordings",
+    "callvault.apps.api",
     "callvault.apps.web",
 ]
 
@@ -139,6 +141,22 @@ SESSION_COOKIE_SECURE = env_bool("CALLVAULT_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 REDIS_URL = env_str("REDIS_URL")
+
+# Live events (WebSocket). Scale-out: Redis pub/sub across web processes. Embedded: each web
+# process's own memory, fed from the database event table (see apps/web/live.py).
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:calls"
+LOGOUT_REDIRECT_URL = "web:login"
 
 # --- Recorder -----------------------------------------------------------------
 RECORDING_FORMAT = env_choice("CALLVAULT_RECORDING_FORMAT", "opus", ("opus", "flac", "wav"))

@@ -154,3 +154,43 @@ class DtmfEvent(models.Model):
 
     class Meta:
         ordering = ["offset", "id"]
+
+
+class Tag(models.Model):
+    """A label for calls (クレーム, 要折り返し, 研修用 ...), chosen from a shared list."""
+
+    name = models.CharField(_("タグ"), max_length=50, unique=True)
+    color = models.CharField(max_length=7, default="#6b7280", help_text="#rrggbb")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CallTag(models.Model):
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="call_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="call_tags")
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["call", "tag"], name="calltag_call_tag_uniq")]
+
+
+class Comment(models.Model):
+    """A note on a call that the team sees, optionally pinned to a time in the recording."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    offset = models.FloatField(_("再生位置(秒)"), null=True, blank=True)
+    text = models.TextField(_("コメント"), max_length=4000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["offset", "created_at"]

@@ -1,0 +1,8 @@
+"""REST API v1 routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+app_name = "api"
+urlpatterns: list[Any] = []

@@ -15,6 +15,7 @@ from django.db import transaction
 
 from callvault.apps.calls.models import Call, CallState, Participant, RecordingState, Role, Stream
 from callvault.apps.calls.services import participant_fields, ts
+from callvault.live import CALL_ANSWERED, CALL_ENDED, CALL_RINGING, CALL_UPDATED, publish
 
 
 @dataclass
@@ -93,6 +94,7 @@ def upsert_call(state: JournalState, *, spool_key: str) -> Call:
         "metadata": inv.get("extensions") or {},
     }
     call, created = Call.objects.get_or_create(id=state.call_id, defaults=defaults)
+    was_state = None if created else call.state
     if not created:
         for k in ("caller_number", "caller_name", "callee_number", "callee_name"):
             if defaults[k] and not getattr(call, k):
@@ -133,6 +135,12 @@ def upsert_call(state: JournalState, *, spool_key: str) -> Call:
 
         if assign_call(call):
             call.save(update_fields=["team", "agent"])
+    if created:
+        transaction.on_commit(lambda: publish(CALL_ANSWERED if call.answered_at else CALL_RINGING, call))
+    elif was_state != call.state and call.state == CallState.ACTIVE:
+        transaction.on_commit(lambda: publish(CALL_ANSWERED, call))
+    else:
+        transaction.on_commit(lambda: publish(CALL_UPDATED, call))
     return call
 
 
@@ -155,3 +163,4 @@ def end_call(call: Call, state: JournalState, *, interrupted: bool = False) -> N
     if call.recording_state in (RecordingState.RECORDING, RecordingState.NONE):
         call.recording_state = RecordingState.PENDING
     call.save()
+    transaction.on_commit(lambda: publish(CALL_ENDED, call))

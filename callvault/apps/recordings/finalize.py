@@ -223,6 +223,7 @@ def finalize_call(call_id: str) -> str:
         if local is not None and sha256_file(local) != info.sha256:
             raise FinalizeError("stored recording does not match its hash")
         _save(call, state, audio, key, fmt, info, probe)
+        _announce(call.pk)
     except Exception as exc:
         log.exception("x finalize failed call=%s", call_id)
         final = call.finalize_attempts + 1 >= MAX_ATTEMPTS
@@ -238,6 +239,18 @@ def finalize_call(call_id: str) -> str:
         "= finalized call=%s in %.0f ms (%.1fs audio)", call_id, (time.monotonic() - started) * 1000, expected
     )
     return str(RecordingState.READY)
+
+
+def _announce(call_id: Any) -> None:
+    """Tell browsers and webhook receivers that the recording is ready (after the commit)."""
+    from callvault.apps.recordings.signals import recording_ready
+    from callvault.live import CALL_COMPLETED, publish
+
+    call = Call.objects.select_related("recording").get(pk=call_id)
+    publish(CALL_COMPLETED, call)
+    for receiver, response in recording_ready.send_robust(sender=Recording, call=call):
+        if isinstance(response, Exception):
+            log.error("x recording_ready receiver %s failed: %s", receiver, response)
 
 
 def _storage_sha256(storage: Any, key: str) -> str:

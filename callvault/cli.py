@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("call_id", help="the call's id (UUID)")
 
+    p = sub.add_parser("audit", help="check the audit log's hash chain")
+    _add_common(p)
+    p.add_argument("action", choices=["verify"], help="verify: recompute every hash; exit 1 if the chain is broken")
+
     p = sub.add_parser("test-call", help="place a test SIPREC call (tones on both legs) to a recorder")
     p.add_argument("target", help="recorder address HOST:PORT, e.g. 127.0.0.1:5060")
     p.add_argument("--seconds", type=float, default=5.0, help="length of the call (default 5)")
@@ -360,6 +364,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_calls(args)
         if args.command == "retry":
             return _cmd_retry(args)
+        if args.command == "audit":
+            from django.core.management import call_command
+
+            try:
+                call_command("audit_verify")
+            except SystemExit as exc:
+                return int(exc.code or 0)
+            return 0
     except ConfigError as exc:
         print(f"callvault: {exc}", file=sys.stderr)
         return 2

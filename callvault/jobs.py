@@ -18,7 +18,13 @@ def run_worker() -> int:
 
     from callvault.apps.recordings import tasks
 
+    from django.utils.module_loading import autodiscover_modules
+
+    autodiscover_modules("tasks")  # every app's tasks, so the worker can run them all
     tasks.sweep_pending()  # anything left behind by a previous crash
+    from callvault.apps.webhooks.tasks import sweep as sweep_webhooks
+
+    sweep_webhooks()
     options = dict(settings.HUEY.get("consumer", {}))
     consumer = HUEY.create_consumer(**options)
     log.info("worker started (%s queue, %s workers)", settings.JOBS_BACKEND, options.get("workers"))

@@ -53,6 +53,9 @@ INSTALLED_APPS = [
     "callvault.apps.calls",
     "callvault.apps.recordings",
     "callvault.apps.api",
+    "callvault.apps.webhooks",
+    "callvault.apps.live",
+    "callvault.apps.ops",
     "callvault.apps.web",
 ]
 
@@ -121,6 +124,13 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -141,6 +151,8 @@ SESSION_COOKIE_SECURE = env_bool("CALLVAULT_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 REDIS_URL = env_str("REDIS_URL")
+# The address people and integrations reach this server at (webhook download links).
+CALLVAULT_BASE_URL = env_str("CALLVAULT_BASE_URL", "http://localhost:8000").rstrip("/")
 
 # Live events (WebSocket). Scale-out: Redis pub/sub across web processes. Embedded: each web
 # process's own memory, fed from the database event table (see apps/web/live.py).

@@ -1,0 +1,1 @@
+"""Operations: /metrics (Prometheus), /readyz, and the request-latency middleware."""

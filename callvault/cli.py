@@ -123,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="check the audit log's hash chain")
     _add_common(p)
-    p.add_argument("action", choices=["verify"], help="verify: recompute every hash; exit 1 if the chain is broken")
+    p.add_argument(
+        "action", choices=["verify"], help="verify: recompute every hash; exit 1 if the chain is broken"
+    )
 
     p = sub.add_parser("test-call", help="place a test SIPREC call (tones on both legs) to a recorder")
     p.add_argument("target", help="recorder address HOST:PORT, e.g. 127.0.0.1:5060")

@@ -14,11 +14,10 @@ log = logging.getLogger("callvault.jobs")
 
 def run_worker() -> int:
     from django.conf import settings
+    from django.utils.module_loading import autodiscover_modules
     from huey.contrib.djhuey import HUEY
 
     from callvault.apps.recordings import tasks
-
-    from django.utils.module_loading import autodiscover_modules
 
     autodiscover_modules("tasks")  # every app's tasks, so the worker can run them all
     tasks.sweep_pending()  # anything left behind by a previous crash

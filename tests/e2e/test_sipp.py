@@ -49,6 +49,8 @@ def test_sipp_hold_and_resume_by_reinvite_keeps_the_timeline(server: Server) -> 
     # about 7.5 s of audio, then ~3 s on hold (silent), then the audio again
     assert any(s < 8.0 and e > 10.0 for s, e in silences), silences
     assert np.abs(pcm[int(11.5 * rate) : int(14 * rate), 0].astype(np.int32)).max() > 1000
+    [hold] = call["holds"]
+    assert 7.0 < hold["start"] < 8.5 and 10.0 < hold["end"] < 11.5, hold
 
 
 def test_sipp_options_keepalive_is_answered(server: Server) -> None:

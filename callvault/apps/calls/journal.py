@@ -31,6 +31,7 @@ class JournalState:
     end_reason: str = ""
     closed: bool = False
     last_t: float | None = None
+    holds: list[list[float | None]] = field(default_factory=list)  # [start, end] wall times
 
     @classmethod
     def fold(cls, events: list[dict[str, Any]]) -> JournalState:
@@ -46,6 +47,7 @@ class JournalState:
                 st._merge(ev)
             elif kind == "update":
                 st._merge(ev)
+                st._hold(bool(ev.get("hold")), ev.get("t"))
             elif kind == "answered":
                 st.answered_t = ev["t"]
             elif kind == "ended":
@@ -54,6 +56,15 @@ class JournalState:
             elif kind == "closed":
                 st.closed = True
         return st
+
+    def _hold(self, on_hold: bool, t: float | None) -> None:
+        if t is None:
+            return
+        open_hold = bool(self.holds) and self.holds[-1][1] is None
+        if on_hold and not open_hold:
+            self.holds.append([t, None])
+        elif not on_hold and open_hold:
+            self.holds[-1][1] = t
 
     def _merge(self, ev: dict[str, Any]) -> None:
         for p in ev.get("participants", []):

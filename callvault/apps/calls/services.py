@@ -87,6 +87,7 @@ def call_as_dict(call: Call) -> dict[str, Any]:
             {"digit": d.digit, "offset": d.offset, "duration_ms": d.duration_ms}
             for d in call.dtmf_events.all()
         ],
+        "holds": (call.metadata or {}).get("holds", []),
         "recording": recording,
     }
 

@@ -310,7 +310,10 @@ def _save(
             "verified_at": timezone.now(),
         },
     )
+    metadata = dict(call.metadata or {})
+    metadata["holds"] = _holds(state, audio["t0"])
     Call.objects.filter(pk=call.pk).update(
+        metadata=metadata,
         recording_state=RecordingState.READY,
         recording_error="",
         packets_received=totals["received"],
@@ -318,6 +321,18 @@ def _save(
         packets_late=totals["late"],
         packets_dropped=totals["dropped"],
     )
+
+
+def _holds(state: JournalState, t0: float) -> list[dict[str, float | None]]:
+    """Hold periods in seconds from the start of the recording (an unfinished hold ends with the call)."""
+    out: list[dict[str, float | None]] = []
+    for start, stop in state.holds:
+        assert start is not None
+        until = stop if stop is not None else state.ended_t
+        out.append(
+            {"start": round(start - t0, 3), "end": round(until - t0, 3) if until is not None else None}
+        )
+    return out
 
 
 def ingest_spool(spool_dir: Path, *, interrupted: bool) -> str | None:

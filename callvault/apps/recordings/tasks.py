@@ -26,6 +26,14 @@ def sweep_pending_task() -> None:
     sweep_pending()
 
 
+@db_periodic_task(crontab(hour="3", minute="17"))
+def prune_playback_cache_task() -> None:
+    """Keep the transcode/waveform cache under 2 GiB (it can always be rebuilt)."""
+    from callvault.apps.recordings.playback import prune_cache
+
+    prune_cache(2 * 1024**3)
+
+
 def sweep_pending() -> int:
     """Queue every call whose recording still waits for processing (after a crash, lost job...)."""
     from callvault.apps.recordings.finalize import calls_needing_finalize

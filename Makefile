@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= $(CURDIR)/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the test suite drives as real peers and to make test audio.
-TEST_APT := sip-tester sox libsox-fmt-all espeak-ng ffmpeg tshark
-TEST_BINS := sipp sox espeak-ng ffmpeg tshark
+TEST_APT := sip-tester sox libsox-fmt-all espeak-ng ffmpeg tshark chromium fonts-noto-cjk
+TEST_BINS := sipp sox espeak-ng ffmpeg tshark chromium
 
 .PHONY: run test lint typecheck pytest test-deps clean bench
 
@@ -44,7 +44,7 @@ pytest: $(STAMP) test-deps
 	$(BIN)/pytest
 	@if [ "$${CALLVAULT_TEST_POSTGRES:-1}" = 1 ]; then \
 	  echo "--- database tests on PostgreSQL ($(TEST_PG_URL))"; \
-	  DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest -q -m "not e2e" tests/apps tests/api tests/web; \
+	  DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest -q -m "not e2e" tests/apps tests/api tests/web tests/ops; \
 	else echo "--- PostgreSQL tests not run (CALLVAULT_TEST_POSTGRES=0)"; fi
 
 test: $(STAMP) test-deps lint typecheck pytest

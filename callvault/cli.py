@@ -72,6 +72,18 @@ def _add_recorder_args(p: argparse.ArgumentParser) -> None:
         help="address announced in SDP answers (default: the SIP listen address, "
         "or the address the INVITE arrived on)",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("CALLVAULT_RECORDER_METRICS_PORT", "0")),
+        help="serve the recorder's own Prometheus /metrics on this port (default 0: off; "
+        "the web's /metrics reads the recorder through the data directory)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default=os.environ.get("CALLVAULT_RECORDER_METRICS_HOST", "127.0.0.1"),
+        help="address for --metrics-port; default 127.0.0.1 (others need CALLVAULT_METRICS_TOKEN)",
+    )
 
 
 def _add_web_args(p: argparse.ArgumentParser) -> None:
@@ -324,6 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.rtp_ports,
                         "--media-ip",
                         args.media_ip,
+                        "--metrics-host",
+                        args.metrics_host,
+                        "--metrics-port",
+                        str(args.metrics_port),
                     ],
                     [*me, "worker", "--data-dir", data],
                     [
@@ -346,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sip_port=args.sip_port,
                 rtp_range=args.rtp_range,
                 media_ip=args.media_ip or None,
+                metrics_host=args.metrics_host,
+                metrics_port=args.metrics_port,
             )
         if args.command == "worker":
             from callvault.jobs import run_worker

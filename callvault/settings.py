@@ -60,8 +60,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "callvault.apps.ops.middleware.RequestMetricsMiddleware",  # first: measures the whole stack
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "callvault.apps.web.middleware.JapaneseFirstMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -102,6 +105,7 @@ def _database_from_url(url: str) -> dict[str, object]:
         "PORT": str(parsed.port or ""),
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {"connect_timeout": 5},
     }
 
 
@@ -145,6 +149,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing one
+# Static files are served by the ASGI app itself (WhiteNoise), straight from the apps' folders.
+WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("CALLVAULT_SECURE_COOKIES", False)
@@ -169,6 +176,12 @@ else:
 LOGIN_URL = "web:login"
 LOGIN_REDIRECT_URL = "web:calls"
 LOGOUT_REDIRECT_URL = "web:login"
+
+# --- Operations ---------------------------------------------------------------
+# /metrics (and /readyz details) for clients other than loopback: "Authorization: Bearer <token>".
+METRICS_TOKEN = env_str("CALLVAULT_METRICS_TOKEN")
+# /readyz fails when the spool's or the recordings' file system has less free space than this.
+MIN_FREE_DISK_BYTES = env_int("CALLVAULT_MIN_FREE_DISK_MB", 1024, minimum=0) * 1024 * 1024
 
 # --- Recorder -----------------------------------------------------------------
 RECORDING_FORMAT = env_choice("CALLVAULT_RECORDING_FORMAT", "opus", ("opus", "flac", "wav"))

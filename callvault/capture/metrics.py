@@ -63,6 +63,8 @@ class RecorderMetrics:
         self.sessions_ended = 0
         self.ended_received = 0
         self.ended_foreign = 0
+        # receivers of ended sessions that may still be receiving (the recorder's grace period)
+        self._closing: list[Any] = []
         self.flush_counts = [0] * (len(FLUSH_BUCKETS) + 1)
         self.flush_sum = 0.0
         self.flush_last = 0.0
@@ -91,14 +93,27 @@ class RecorderMetrics:
         self.flush_last = seconds
 
     def session_ended(self, session: Any) -> None:
-        """Fold an ending session's packet counts into the totals (a second call for it does nothing)."""
+        """Call when a session ends (once is enough; a second call for it does nothing).
+
+        Its receivers stay counted as they are until they are closed (packets still in flight
+        when the call ends are received for a moment), then their final counts are folded into
+        the totals, so the totals never go down and no packet is missed.
+        """
         if getattr(session, "_metrics_counted", False):
             return
         session._metrics_counted = True
         self.sessions_ended += 1
-        for st in session.streams.values():
-            self.ended_received += st.receiver.received
-            self.ended_foreign += st.receiver.foreign
+        self._closing.extend(st.receiver for st in session.streams.values())
+
+    def _fold_closed(self) -> None:
+        still_open = []
+        for receiver in self._closing:
+            if receiver.closed:
+                self.ended_received += receiver.received
+                self.ended_foreign += receiver.foreign
+            else:
+                still_open.append(receiver)
+        self._closing = still_open
 
     def tick(self) -> None:
         """The periodic timer: write the snapshot file (if this recorder has a run directory)."""
@@ -123,12 +138,14 @@ class RecorderMetrics:
     # ------------------------------------------------------------------ reading the counters
     def snapshot(self) -> dict[str, Any]:
         rec = self.rec
-        received = self.ended_received
-        foreign = self.ended_foreign
-        for s in list(rec.sessions.values()):
-            for st in s.streams.values():
-                received += st.receiver.received
-                foreign += st.receiver.foreign
+        self._fold_closed()
+        live = {
+            id(st.receiver): st.receiver for s in list(rec.sessions.values()) for st in s.streams.values()
+        }
+        for receiver in self._closing:
+            live.setdefault(id(receiver), receiver)
+        received = self.ended_received + sum(r.received for r in live.values())
+        foreign = self.ended_foreign + sum(r.foreign for r in live.values())
         sip = getattr(getattr(rec, "layer", None), "stats", {}) or {}
         stats = getattr(rec, "stats", {}) or {}
         ports = getattr(rec, "ports", None)

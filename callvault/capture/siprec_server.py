@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callvault.capture.metrics import SNAPSHOT_INTERVAL, RecorderMetrics, serve_metrics
 from callvault.capture.rtp_receiver import PortPool, PortsExhausted, RtpReceiver
 from callvault.phone import normalize
 from callvault.sdp import SdpError, SessionDescription, build_answer
@@ -57,6 +58,7 @@ SUPPORTED = "siprec, timer"
 SERVER = "callvault-srs"
 FLUSH_INTERVAL = 0.5
 CHECK_INTERVAL = 1.0
+END_GRACE = 0.2  # seconds of RTP still accepted after a call ends
 
 
 @dataclass
@@ -119,6 +121,7 @@ class Recorder:
         rtp_timeout: float = 60.0,
         fsync: bool = False,
         on_db: Any = None,
+        run_dir: Path | None = None,
     ) -> None:
         self.loop = asyncio.get_event_loop()
         self.spool_root = spool_root
@@ -145,6 +148,7 @@ class Recorder:
         self.stats = {"calls": 0, "active": 0, "rejected": 0}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._periodic: list[asyncio.TimerHandle] = []
+        self.metrics = RecorderMetrics(self, run_dir)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -155,7 +159,8 @@ class Recorder:
         self.tcp_server = await self.loop.create_server(
             lambda: _SipTcp(self), self.sip_host, self.sip_port, family=family, reuse_address=True
         )
-        self._every(FLUSH_INTERVAL, self._flush)
+        self._every(FLUSH_INTERVAL, self.metrics.timed(self._flush))
+        self._every(SNAPSHOT_INTERVAL, self.metrics.tick)
         self._every(CHECK_INTERVAL, self._check_media)
         log.info(
             "listening for SIPREC on %s:%d (UDP+TCP), RTP ports %d available",
@@ -179,9 +184,10 @@ class Recorder:
         for s in list(self.sessions.values()):
             self._end(s, "shutdown", send_bye=True)
         self._pump()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(END_GRACE + 0.1)
         for h in self._periodic:
             h.cancel()
+        self.metrics.close()
         if self.udp:
             self.udp.close()
         if self.tcp_server:
@@ -683,6 +689,7 @@ class Recorder:
         if s.ended:
             return
         s.ended = True
+        self.metrics.session_ended(s)
         if s.answered:
             self.stats["active"] -= 1
         if send_bye and s.answered:
@@ -692,21 +699,22 @@ class Recorder:
                 log.info("> BYE call=%s (%s)", s.call_id, reason)
             except ValueError as exc:
                 log.warning("x cannot send BYE call=%s: %s", s.call_id, exc)
+        s.spool.journal({"type": "ended", "t": time.time(), "reason": reason})
+        self.sessions.pop((s.sip_call_id, s.dialog.local_tag), None)
+        # The last packets of a call are often still in flight, or in the socket buffers,
+        # when the BYE arrives: keep receiving a moment before closing the streams.
+        self.loop.call_later(END_GRACE, self._close_session, s)
+
+    def _close_session(self, s: Session) -> None:
         for st in s.streams.values():
             st.receiver.close()
             self.ports.release(st.port)
-        s.spool.journal(
-            {
-                "type": "ended",
-                "t": time.time(),
-                "reason": reason,
-                "foreign_packets": sum(st.receiver.foreign for st in s.streams.values()),
-            }
-        )
+        foreign = sum(st.receiver.foreign for st in s.streams.values())
+        if foreign:
+            s.spool.journal({"type": "foreign_packets", "count": foreign})
         s.spool.flush()
         s.spool.mark_complete()
         s.spool.close()
-        self.sessions.pop((s.sip_call_id, s.dialog.local_tag), None)
         self._to_db(s, ended=True)
 
     # ------------------------------------------------------------------ periodic
@@ -830,7 +838,15 @@ def recover_spools(spool_root: Path) -> int:
     return n
 
 
-def run_recorder(*, sip_host: str, sip_port: int, rtp_range: tuple[int, int], media_ip: str | None) -> int:
+def run_recorder(
+    *,
+    sip_host: str,
+    sip_port: int,
+    rtp_range: tuple[int, int],
+    media_ip: str | None,
+    metrics_host: str = "127.0.0.1",
+    metrics_port: int = 0,
+) -> int:
     from django.conf import settings
 
     with contextlib.suppress(ValueError, OSError):
@@ -854,8 +870,12 @@ def run_recorder(*, sip_host: str, sip_port: int, rtp_range: tuple[int, int], me
             rtp_timeout=settings.RTP_TIMEOUT,
             fsync=settings.SPOOL_FSYNC,
             on_db=db_update,
+            run_dir=settings.DATA_DIR / "run",
         )
         await rec.start()
+        if metrics_port:
+            await serve_metrics(rec.metrics, metrics_host, metrics_port, token=settings.METRICS_TOKEN)
+            log.info("serving recorder metrics on http://%s:%d/metrics", metrics_host, metrics_port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

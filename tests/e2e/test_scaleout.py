@@ -254,16 +254,18 @@ def test_split_processes_record_calls_through_postgres_and_redis(cluster: Cluste
     assert ready["checks"]["job_queue"]["backend"] == "redis"
     assert ready["checks"]["recorder"]["recorders"] == 1
 
+    # UDP on a loaded machine may drop a few packets even on loopback: what the recorder counted,
+    # what finalize found in the spool and what /metrics says must agree with each other
     sent = sum(sum(r.packets_sent) for r in results)
-    received_in_db = sum(s["received"] for call in calls for s in call["streams"])
-    assert received_in_db == sent
+    received = sum(s["received"] for call in calls for s in call["streams"])
+    assert sent * 0.97 <= received <= sent, (received, sent)
 
     def recorder_caught_up() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
         status, body = c.http("/metrics")
         assert status == 200
         samples = metric_samples(body.decode())
         up = [k for k in samples if k[0] == "callvault_recorder_rtp_packets_received_total"]
-        return samples if up and samples[up[0]] == sent else None
+        return samples if up and samples[up[0]] == received else None
 
     samples = c.wait(recorder_caught_up, 10, "the recorder snapshot counting every packet")
     assert sample(samples, "callvault_calls", state="completed") == 2
@@ -272,7 +274,7 @@ def test_split_processes_record_calls_through_postgres_and_redis(cluster: Cluste
     assert sample(samples, "callvault_finalize_queue_depth") == 0
     assert sample(samples, "callvault_job_queue_length", backend="redis") == 0
     assert sample(samples, "callvault_recordings_finalized_total") == 2
-    assert sample(samples, "callvault_recorded_packets_received_total") == sent
+    assert sample(samples, "callvault_recorded_packets_received_total") == received
     assert sample(samples, "callvault_finalize_latency_seconds_count") == 2
     assert 0 < sample(samples, "callvault_finalize_latency_seconds", quantile="0.99") < 30
     [recorder] = [dict(k[1])["recorder"] for k in samples if k[0] == "callvault_recorder_up"]
@@ -298,7 +300,7 @@ def test_split_processes_record_calls_through_postgres_and_redis(cluster: Cluste
     status, body = c.http("/metrics", port=c.recorder_metrics_port)
     assert status == 200
     own = metric_samples(body.decode())
-    assert sample(own, "callvault_recorder_rtp_packets_received_total", recorder=recorder) == sent
+    assert sample(own, "callvault_recorder_rtp_packets_received_total", recorder=recorder) == received
     assert sample(own, "callvault_recorder_calls_answered_total", recorder=recorder) == 2
 
     # a cleanly stopped recorder removes its snapshot; the installation stays ready without it

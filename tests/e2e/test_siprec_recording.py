@@ -46,6 +46,9 @@ def test_each_party_is_recorded_on_its_own_channel_with_gaps_in_place(
     assert call["callee_number"] == "201"
     assert [p["role"] for p in call["participants"]] == ["caller", "callee"]
     callee_stream = next(s for s in call["streams"] if s["role"] == "callee")
+    caller_stream = next(s for s in call["streams"] if s["role"] == "caller")
+    # every packet sent is in the recording, the very last ones (in flight when the BYE came) too
+    assert [caller_stream["received"], callee_stream["received"]] == result.packets_sent
     assert callee_stream["lost"] == len(dropped)
     assert call["packets"]["lost"] == len(dropped)
 

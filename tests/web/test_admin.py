@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.test import Client
 from django.urls import reverse
@@ -537,13 +538,12 @@ def test_new_users_get_a_profile_and_superusers_the_admin_role(db: None) -> None
 
 def test_the_admin_pages_switch_to_english(cast: Cast) -> None:
     client = client_for(cast.admin)
-    users = client.get(reverse("web:admin_users"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"  # the switch in the user menu sets this
+    users = client.get(reverse("web:admin_users")).content.decode()
     assert "Add a user" in users and "ユーザーを追加" not in users
-    team = client.get(reverse("web:admin_team", args=[cast.team_a.pk]), HTTP_ACCEPT_LANGUAGE="en")
+    team = client.get(reverse("web:admin_team", args=[cast.team_a.pk]))
     assert "Share calls within the team" in team.content.decode()
-    refused = client.post(
-        reverse("web:admin_user", args=[cast.admin.pk]), {"role": "member"}, HTTP_ACCEPT_LANGUAGE="en"
-    )
+    refused = client.post(reverse("web:admin_user", args=[cast.admin.pk]), {"role": "member"})
     assert "You are the last active administrator" in refused.content.decode()
 
 

@@ -87,11 +87,10 @@ def test_it_shows_who_called_whom_when_and_for_how_long_in_japanese(cast: Cast) 
     for text in (
         "山田 太郎",  # the caller's name
         "03-1234-5678",  # numbers as people write them
-        "営業 山本",  # the callee's line label stands in for a missing name
         "2026/11/27 14:05",
         "3分05秒",
         "営業部",
-        "member",  # the agent
+        "member",  # the agent the call is assigned to names the company's side (as in the list)
         "着信",
         "顧客",  # inbound: the caller is the customer...
         "担当者",  # ...and the callee the agent

@@ -245,6 +245,25 @@ def test_keyset_pages_cover_every_call_once_even_with_equal_times(cast: Cast) ->
     assert ids(client.get(newest.group(1).replace("&amp;", "&"))) == expected[:50]
 
 
+def test_pages_are_complete_when_calls_are_spread_over_years(cast: Cast) -> None:
+    Call.objects.all().delete()
+    made = [
+        make_call(cast.team_a, cast.member, minutes_ago=minutes)
+        for minutes in [5, 30, *(60 * 24 * d for d in (2, 3, 9, 40, 70, 300, 600, 1200))] * 12
+    ]
+    expected = [str(c.pk) for c in sorted(made, key=lambda c: (c.started_at, str(c.pk)), reverse=True)]
+    client = login(cast.member)
+    seen, url = [], "/"
+    while url:
+        response = client.get(url)
+        seen += ids(response)
+        more = re.search(r'href="(/\?after=[^"]+)" rel="next"', response.content.decode())
+        url = more.group(1).replace("&amp;", "&") if more else ""
+    assert seen == expected
+    back = client.get("/?before=" + _cursor_after(expected[75]))
+    assert ids(back) == expected[25:75]
+
+
 def _cursor_after(call_id: str) -> str:
     call = Call.objects.get(pk=call_id)
     return calls_list.Cursor.of(call).encode()

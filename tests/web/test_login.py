@@ -193,8 +193,8 @@ def test_a_logged_in_user_visiting_the_login_page_goes_to_the_calls(cast: Cast, 
     assert response.status_code == 302 and response["Location"] == "/"
 
 
-def _po_entries(text: str) -> list[tuple[str, str]]:
-    """(msgid, first msgstr) of each entry of a .po file, header excluded."""
+def _po_entries(text: str) -> list[tuple[str | None, str, str]]:
+    """(msgctxt, msgid, first msgstr) of each entry of a .po file, header excluded."""
 
     def joined(lines: list[str], key: str) -> str:
         out, on = [], False
@@ -213,7 +213,8 @@ def _po_entries(text: str) -> list[tuple[str, str]]:
         lines = [ln for ln in block.splitlines() if not ln.startswith("#")]
         msgid = joined(lines, "msgid")
         if msgid:
-            entries.append((msgid, joined(lines, "msgstr") or joined(lines, "msgstr[0]")))
+            context = joined(lines, "msgctxt") or None
+            entries.append((context, msgid, joined(lines, "msgstr") or joined(lines, "msgstr[0]")))
     return entries
 
 
@@ -226,9 +227,33 @@ def test_every_string_has_a_compiled_english_translation() -> None:
     folder = Path(callvault.__file__).parent / "locale" / "en" / "LC_MESSAGES"
     entries = _po_entries((folder / "django.po").read_text(encoding="utf-8"))
     assert len(entries) > 100
-    untranslated = [msgid for msgid, msgstr in entries if not msgstr]
+    untranslated = [msgid for _ctx, msgid, msgstr in entries if not msgstr]
     assert untranslated == []
     with (folder / "django.mo").open("rb") as fh:
         compiled = gettext.GNUTranslations(fh)
-    stale = [msgid for msgid, msgstr in entries if compiled.gettext(msgid) != msgstr]
+    stale = [
+        msgid
+        for ctx, msgid, msgstr in entries
+        if (compiled.pgettext(ctx, msgid) if ctx else compiled.gettext(msgid)) != msgstr
+    ]
     assert stale == [], "run `callvault manage compilemessages`"
+
+
+def test_the_ui_is_japanese_even_for_an_english_browser_until_the_user_switches(client) -> None:
+    from django.conf import settings as dj_settings
+
+    page = client.get("/login/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
+    assert 'lang="ja"' in page
+    client.cookies[dj_settings.LANGUAGE_COOKIE_NAME] = "en"
+    page = client.get("/login/", HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert 'lang="en"' in page
+
+
+def test_not_found_is_a_japanese_page_of_the_product(client, cast) -> None:
+    from tests.apps.conftest import PASSWORD
+
+    client.login(username=cast.outsider.username, password=PASSWORD)
+    response = client.get(f"/calls/{cast.call_a.pk}/")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "ページが見つかりません" in page and "通話一覧へ戻る" in page

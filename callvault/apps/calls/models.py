@@ -88,7 +88,12 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        indexes = [models.Index(fields=["-started_at", "-id"], name="call_list_idx")]
+        indexes = [
+            models.Index(fields=["-started_at", "-id"], name="call_list_idx"),
+            # what team members and agents see, newest first (keyset pagination)
+            models.Index(fields=["team", "-started_at", "-id"], name="call_team_list_idx"),
+            models.Index(fields=["agent", "-started_at", "-id"], name="call_agent_list_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.caller_number or '?'} → {self.callee_number or '?'} ({self.started_at:%Y/%m/%d %H:%M})"

@@ -21,7 +21,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, Max, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.db.models import Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
@@ -110,7 +110,7 @@ class DurationInput(forms.CharField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_length=20, required=False, **kwargs)
 
-    def clean(self, value: Any) -> float | None:  # type: ignore[override]
+    def clean(self, value: Any) -> float | None:
         text = super().clean(value)  # the text's own checks (length) first
         if not text:
             return None
@@ -421,11 +421,17 @@ def take(
         qs, order, sign = (qs.filter(older_than(older)) if older else qs), NEWEST_FIRST, -1
     if anchor is None:
         return []
+    edge: datetime | None = None  # the oldest (or newest) call there is, looked up when needed
     for window in WINDOWS:
-        bound = {"started_at__lte" if sign > 0 else "started_at__gte": anchor + sign * window}
+        limit = anchor + sign * window
+        bound = {"started_at__lte" if sign > 0 else "started_at__gte": limit}
         rows = list(qs.filter(**bound).order_by(*order)[:n])
         if len(rows) >= n:  # every call outside the window comes after these
             return rows
+        if edge is None:
+            edge = Call.objects.aggregate(m=Max("started_at") if sign > 0 else Min("started_at"))["m"]
+        if edge is None or (limit >= edge if sign > 0 else limit <= edge):
+            return rows  # the window already reaches past every call
     return list(qs.order_by(*order)[:n])
 
 

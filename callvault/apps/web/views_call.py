@@ -135,6 +135,13 @@ def _parties(call: Call) -> tuple[Party, Party]:
     if not caller_name and call.caller_number and call.caller_number not in (WITHHELD, PAYPHONE):
         line = Line.objects.filter(number=call.caller_number).only("label").first()
         caller_name = line.label if line else ""
+    # The company's side is named after the agent the call is assigned to, as in the calls list,
+    # rather than after whatever name the phone system put in its signalling.
+    agent = fmt.user_label(call.agent) if call.agent_id else ""
+    if agent and call.direction == Direction.INBOUND:
+        callee_name = agent
+    elif agent and call.direction == Direction.OUTBOUND:
+        caller_name = agent
     return (
         Party(_("発信者"), sides[0], caller_name, _number(call.caller_number)),
         Party(_("着信者"), sides[1], callee_name, _number(call.callee_number)),

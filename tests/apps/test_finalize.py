@@ -228,3 +228,25 @@ def test_storage_refuses_keys_that_escape_its_root(tmp_path: Path) -> None:
     for key in ("../etc/passwd", "/abs", "a/../../b", "", "a\\b"):
         with pytest.raises(StorageError, match="invalid storage key"):
             storage.exists(key)
+
+
+def test_a_claim_left_by_a_dead_worker_of_this_host_is_released_at_once() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    call_id, spool_dir = make_spool(time.time() - 10)
+    finalize.ingest_spool(spool_dir, interrupted=False)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    owner = f"{socket.gethostname()}:{dead.stdout.strip()}"
+    Call.objects.filter(pk=call_id).update(recording_state="processing", finalize_owner=owner)
+    alive = f"{socket.gethostname()}:{__import__('os').getpid()}"
+    other = make_spool(time.time() - 10)
+    finalize.ingest_spool(other[1], interrupted=False)
+    Call.objects.filter(pk=other[0]).update(recording_state="processing", finalize_owner=alive)
+    assert finalize.release_dead_claims() == 1
+    assert Call.objects.get(pk=call_id).recording_state == "pending"
+    assert Call.objects.get(pk=other[0]).recording_state == "processing", "a live worker keeps its claim"
+    assert finalize.finalize_call(call_id) == "ready"

@@ -54,6 +54,9 @@ class Call(models.Model):
     )
     recording_error = models.TextField(blank=True, default="")
     finalize_attempts = models.PositiveIntegerField(default=0)
+    finalize_owner = models.CharField(
+        max_length=128, blank=True, default="", help_text="host:pid of the claiming worker"
+    )
 
     started_at = models.DateTimeField(db_index=True)
     answered_at = models.DateTimeField(null=True, blank=True)

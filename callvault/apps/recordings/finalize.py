@@ -77,10 +77,49 @@ def _claim(call_id: str) -> bool:
         .update(
             recording_state=RecordingState.PROCESSING,
             finalize_attempts=F("finalize_attempts") + 1,
+            finalize_owner=worker_identity(),
             updated_at=timezone.now(),
         )
     )
     return n == 1
+
+
+def worker_identity() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def release_dead_claims() -> int:
+    """At worker start: claims held by workers of this host that no longer run go back to the queue.
+
+    Without this, a call whose worker was killed mid-finalize would wait for STALE_CLAIM.
+    Claims of other hosts are left to the stale-claim rule.
+    """
+    import os
+    import socket
+
+    host = socket.gethostname()
+    released = 0
+    processing = Call.objects.filter(recording_state=RecordingState.PROCESSING)
+    for pk, owner in processing.values_list("id", "finalize_owner"):
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that worker is still alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        released += Call.objects.filter(
+            pk=pk, recording_state=RecordingState.PROCESSING, finalize_owner=owner
+        ).update(recording_state=RecordingState.PENDING, finalize_owner="")
+    if released:
+        log.warning("released %d recording(s) claimed by a worker that died", released)
+    return released
 
 
 def _payload_types(spec: dict[str, Any]) -> dict[int, Any]:

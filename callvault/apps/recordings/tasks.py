@@ -36,8 +36,9 @@ def prune_playback_cache_task() -> None:
 
 def sweep_pending() -> int:
     """Queue every call whose recording still waits for processing (after a crash, lost job...)."""
-    from callvault.apps.recordings.finalize import calls_needing_finalize
+    from callvault.apps.recordings.finalize import calls_needing_finalize, release_dead_claims
 
+    release_dead_claims()
     ids = calls_needing_finalize()
     for call_id in ids:
         enqueue_finalize(call_id)

@@ -25,7 +25,40 @@ def run_worker() -> int:
 
     sweep_webhooks()
     options = dict(settings.HUEY.get("consumer", {}))
+    # Worker processes are forked: they must not share the database connections opened above.
+    from django.db import connections
+
+    connections.close_all()
+    HUEY.on_startup()(_die_with_the_consumer)
     consumer = HUEY.create_consumer(**options)
-    log.info("worker started (%s queue, %s workers)", settings.JOBS_BACKEND, options.get("workers"))
+    log.info(
+        "worker started (%s queue, %s %s workers)",
+        settings.JOBS_BACKEND,
+        options.get("workers"),
+        options.get("worker_type"),
+    )
     consumer.run()
     return 0
+
+
+def _die_with_the_consumer() -> None:
+    """In a forked worker process: exit when the consumer process dies, even by SIGKILL.
+
+    Otherwise orphaned workers would go on taking jobs nobody supervises.
+    """
+    import multiprocessing
+    import os
+    import signal
+
+    if multiprocessing.current_process().name == "MainProcess":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: nothing to do
+        return
+    if os.getppid() == 1:  # the consumer died before we asked
+        os._exit(1)

@@ -8,6 +8,7 @@ and channel layer), later S3 object storage.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -117,6 +118,8 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DATA_DIR / "callvault.sqlite3"),
+            # keep each thread's connection: reopening SQLite (and its PRAGMAs) per event is costly
+            "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # WAL lets the recorder, the worker and the web process read while one writes.
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -194,10 +197,11 @@ SPOOL_FSYNC = env_bool("CALLVAULT_SPOOL_FSYNC", False)
 # One task API (huey). Embedded default: a queue in a SQLite file under the data
 # directory, no server needed. Scale-out: the same tasks on Redis.
 JOBS_BACKEND = "redis" if REDIS_URL else "sqlite"
-JOB_WORKERS = env_int("CALLVAULT_JOB_WORKERS", 2, minimum=1, maximum=64)
+# Finalizing is CPU-bound (decoding, Opus encoding), so workers are processes, one per core.
+JOB_WORKERS = env_int("CALLVAULT_JOB_WORKERS", os.cpu_count() or 2, minimum=1, maximum=64)
 _consumer = {
     "workers": JOB_WORKERS,
-    "worker_type": "thread",
+    "worker_type": env_choice("CALLVAULT_JOB_WORKER_TYPE", "process", ("process", "thread")),
     # An idle worker looks for new jobs at least every 100 ms (one indexed SQLite query),
     # so a recording is ready soon after hang-up; Redis blocks on the queue instead.
     "initial_delay": 0.02,

@@ -58,7 +58,8 @@ SUPPORTED = "siprec, timer"
 SERVER = "callvault-srs"
 FLUSH_INTERVAL = 0.5
 CHECK_INTERVAL = 1.0
-END_GRACE = 0.2  # seconds of RTP still accepted after a call ends
+END_GRACE = 0.2  # a call's streams close after this long without packets once it has ended
+END_GRACE_MAX = 5.0
 
 
 @dataclass
@@ -181,10 +182,13 @@ class Recorder:
 
     async def stop(self) -> None:
         """Clean shutdown: tell every client the recording ends, keep all audio."""
-        for s in list(self.sessions.values()):
+        ending = list(self.sessions.values())
+        for s in ending:
             self._end(s, "shutdown", send_bye=True)
         self._pump()
-        await asyncio.sleep(END_GRACE + 0.1)
+        deadline = self.loop.time() + END_GRACE_MAX + 1
+        while any(not s.spool.closed for s in ending) and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
         for h in self._periodic:
             h.cancel()
         self.metrics.close()
@@ -703,7 +707,19 @@ class Recorder:
         self.sessions.pop((s.sip_call_id, s.dialog.local_tag), None)
         # The last packets of a call are often still in flight, or in the socket buffers,
         # when the BYE arrives: keep receiving a moment before closing the streams.
-        self.loop.call_later(END_GRACE, self._close_session, s)
+        self._close_when_quiet(s, self.loop.time(), -1)
+
+    def _close_when_quiet(self, s: Session, ended: float, seen: int) -> None:
+        """Close the streams once no packet has come for END_GRACE (at most END_GRACE_MAX).
+
+        When the event loop is behind, packets sent before the BYE still wait in the
+        sockets' queues; they are read as long as they keep coming, and only then closed.
+        """
+        received = sum(st.receiver.received for st in s.streams.values())
+        if received == seen or self.loop.time() - ended >= END_GRACE_MAX:
+            self._close_session(s)
+        else:
+            self.loop.call_later(END_GRACE, self._close_when_quiet, s, ended, received)
 
     def _close_session(self, s: Session) -> None:
         for st in s.streams.values():

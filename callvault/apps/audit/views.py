@@ -328,6 +328,20 @@ def _lookups(entries: list[AuditEntry], viewer: Any) -> _Lookups:
     return _Lookups(viewer_is_admin=is_admin(viewer), usernames=usernames, calls=calls)
 
 
+# Detail keys that never carry personal data; for a call the viewer may not open, only these
+# are shown (older entries may hold numbers, e.g. download file names, and cannot be rewritten).
+SAFE_CALL_DETAIL_KEYS = frozenset(
+    {"format", "sha256", "bytes", "range", "seconds", "reason", "count", "rows", "kind", "status"}
+)
+REDACTED = "[非表示]"
+
+
+def redact_call_detail(detail: Any) -> Any:
+    if not isinstance(detail, dict):
+        return REDACTED if detail else detail
+    return {k: (v if k in SAFE_CALL_DETAIL_KEYS else REDACTED) for k, v in detail.items()}
+
+
 def _row(entry: AuditEntry, lookups: _Lookups) -> Row:
     labels = dict(Action.choices)
     kind = entry.object_type
@@ -365,7 +379,11 @@ def _row(entry: AuditEntry, lookups: _Lookups) -> Row:
         object_label=label,
         object_url=url,
         object_title=title,
-        detail=describe_detail(entry.detail),
+        detail=describe_detail(
+            redact_call_detail(entry.detail)
+            if kind == "call" and entry.object_id not in lookups.calls
+            else entry.detail
+        ),
     )
 
 
@@ -496,13 +514,17 @@ class _Echo:
         return value
 
 
-def _csv_lines(qs: QuerySet[AuditEntry]) -> Iterator[str]:
+def _csv_lines(qs: QuerySet[AuditEntry], viewer: Any) -> Iterator[str]:
     writer = csv.writer(_Echo())
     labels = dict(Action.choices)
     tz = timezone.get_current_timezone()
     yield "\ufeff"  # BOM: Excel opens UTF-8 Japanese correctly
     yield writer.writerow(CSV_HEADER)
+    admin = is_admin(viewer)
     for e in qs.order_by("-id").iterator(chunk_size=2000):
+        # non-admins (auditors) see no call data: the detail of call entries is redacted,
+        # so it no longer matches the entry's hash; admins get the raw, verifiable detail
+        detail = e.detail if admin or e.object_type != "call" else redact_call_detail(e.detail)
         yield writer.writerow(
             [
                 _cell(e.pk),
@@ -513,7 +535,7 @@ def _csv_lines(qs: QuerySet[AuditEntry]) -> Iterator[str]:
                 _cell(e.object_type),
                 _cell(e.object_id),
                 _cell(e.ip),
-                _cell(json.dumps(e.detail, ensure_ascii=False, sort_keys=True)),
+                _cell(json.dumps(detail, ensure_ascii=False, sort_keys=True)),
                 _cell(e.hash),
                 _cell(e.prev_hash),
             ]
@@ -540,6 +562,6 @@ def audit_export(request: HttpRequest) -> HttpResponseBase:
         filters=form.active_filters(),
     )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
-    response = StreamingHttpResponse(_csv_lines(qs), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(_csv_lines(qs, request.user), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="callvault-audit-{stamp}.csv"'
     return response

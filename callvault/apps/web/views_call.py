@@ -577,7 +577,8 @@ def call_download(request: HttpRequest, call_id: Any) -> HttpResponse:
             user=request.user,
             obj=call,
             ip=playback.client_ip(request),
-            filename=name,
+            # not the file name: it carries phone numbers, and auditors read this log
+            format=playback.stored_extension(rec),
             sha256=rec.sha256,
             bytes=rec.bytes,
             range=(request.headers.get("Range") or "")[:100],

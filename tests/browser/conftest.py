@@ -239,7 +239,7 @@ class CallvaultServer:
 _SERVER: CallvaultServer | None = None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def callvault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultServer]:
     global _SERVER
     shutil.rmtree(ARTIFACTS / "failures", ignore_errors=True)  # screenshots of an earlier run's failures
@@ -352,7 +352,7 @@ class PlacedCall:
         return f"/calls/{self.id}/"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def call_registry() -> dict[str, str]:
     """Calls placed during the session, by name (the live-list test registers the one it places)."""
     return {}
@@ -379,13 +379,13 @@ def sales_call(callvault: CallvaultServer, call_registry: dict[str, str]) -> Pla
 # --- the browser ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     assert Path(CHROMIUM).exists(), (
         f"{CHROMIUM} is missing: apt-get install -y chromium (see Makefile TEST_APT)"
@@ -437,7 +437,7 @@ def log_in(page: Page, account: Account) -> None:
     page.wait_for_url(lambda url: urlsplit(url).path == "/", timeout=NAVIGATION_TIMEOUT_MS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def login_states(browser: Browser, callvault: CallvaultServer) -> Callable[[str], Any]:
     """The logged-in storage state of a user: logged in through the form once, then reused."""
     states: dict[str, Any] = {}

@@ -25,6 +25,7 @@ from ninja.utils import check_csrf
 
 from callvault.apps.accounts.models import ApiToken, hash_token
 from callvault.apps.api.errors import ApiError
+from callvault.apps.audit.request import client_ip
 
 log = logging.getLogger("callvault.api")
 
@@ -46,11 +47,6 @@ def invalid_token(message: str) -> Unauthenticated:
     return Unauthenticated(
         "invalid_token", message, f'{REALM}, error="invalid_token", error_description="invalid token"'
     )
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The peer address as the web server reports it (set the proxy up to pass the real one)."""
-    return request.META.get("REMOTE_ADDR") or None
 
 
 class BearerTokenAuth(HttpBearer):

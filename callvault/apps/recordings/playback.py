@@ -42,6 +42,7 @@ from django.utils.http import http_date
 from django.utils.translation import gettext as _
 
 from callvault.apps.audit.models import Action, AuditEntry, AuditHead, record
+from callvault.apps.audit.request import client_ip  # noqa: F401  (re-exported)
 from callvault.apps.calls.models import Call
 from callvault.apps.recordings.models import Recording
 from callvault.storage import StorageError, get_storage
@@ -500,14 +501,3 @@ def file_response(
     if wanted:
         response["Content-Range"] = f"bytes {wanted.start}-{wanted.end}/{size}"
     return response
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The peer address as the server saw it (proxies are not trusted here)."""
-    import ipaddress
-
-    raw = (request.META.get("REMOTE_ADDR") or "").strip()
-    try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        return None

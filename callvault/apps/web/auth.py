@@ -10,7 +10,6 @@ that the answer never tells which accounts exist.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from callvault.apps.audit.request import client_ip
 from callvault.apps.live.models import LoginThrottle
 
 
@@ -41,15 +41,6 @@ def window() -> timedelta:
 
 def lock_time() -> timedelta:
     return timedelta(seconds=_setting("LOGIN_LOCK_SECONDS", 15 * 60))
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The peer address as the ASGI server reports it (uvicorn applies trusted proxy headers)."""
-    raw = str(request.META.get("REMOTE_ADDR") or "").strip()
-    try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        return None
 
 
 def _keys(username: str, ip: str | None) -> dict[str, int]:

@@ -8,7 +8,6 @@ cached; the secret is neither stored nor logged.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -38,21 +37,13 @@ from callvault.apps.accounts.forms import (
     UserEditForm,
 )
 from callvault.apps.accounts.models import ApiToken, Line, Membership, Profile, Team, TeamRole, UserRole
+from callvault.apps.audit.request import client_ip
 from callvault.apps.calls.models import Call
 from callvault.phone import display
 
 View = Callable[..., HttpResponseBase]
 PAGE_SIZE = 100
 MAX_QUERY = 100
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The peer address for the audit log, as the ASGI server reports it; None if it is not an IP."""
-    raw = str(request.META.get("REMOTE_ADDR") or "").strip()
-    try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        return None
 
 
 def actor(request: HttpRequest) -> services.Actor:

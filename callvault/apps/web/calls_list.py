@@ -283,6 +283,19 @@ def number_terms(text: str) -> list[str]:
     return sorted(terms)
 
 
+def complete_number(text: str) -> str | None:
+    """The E.164 form when the text is a whole, valid phone number (03-1234-5678), else None."""
+    import phonenumbers
+
+    e164 = phone.normalize(normalize_text(text))
+    if not e164.startswith("+"):
+        return None
+    try:
+        return e164 if phonenumbers.is_valid_number(phonenumbers.parse(e164)) else None
+    except phonenumbers.NumberParseException:
+        return None
+
+
 def local_day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
@@ -292,8 +305,14 @@ def apply_filters(qs: QuerySet[Call], data: dict[str, Any]) -> QuerySet[Call]:
     if q:
         terms = number_terms(q)
         cond = Q()
-        for term in terms:
-            cond |= Q(caller_number__contains=term) | Q(callee_number__contains=term)
+        full = complete_number(q)
+        if full:
+            # a whole number: exact matches use the number indexes instead of scanning every call
+            cond = Q(caller_number=full) | Q(callee_number=full)
+            terms = [full]
+        else:
+            for term in terms:
+                cond |= Q(caller_number__contains=term) | Q(callee_number__contains=term)
         if not terms:
             name = normalize_text(q)
             cond = Q(caller_name__icontains=name) | Q(callee_name__icontains=name)

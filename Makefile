@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_APT := sip-tester sox libsox-fmt-all espeak-ng ffmpeg tshark chromium fonts-noto-cjk
 TEST_BINS := sipp sox espeak-ng ffmpeg tshark chromium
 
-.PHONY: run test lint typecheck pytest test-deps clean bench
+.PHONY: run test lint typecheck pytest test-deps clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,8 +49,14 @@ pytest: $(STAMP) test-deps
 
 test: $(STAMP) test-deps lint typecheck pytest
 
+# The full benchmarks take about 40 and 20 minutes; bench-quick takes about two.
 bench: $(STAMP) test-deps
 	$(BIN)/python benchmarks/siprec_capacity.py
+	$(BIN)/python benchmarks/web_list.py
+
+bench-quick: $(STAMP) test-deps
+	$(BIN)/python benchmarks/siprec_capacity.py --quick
+	$(BIN)/python benchmarks/web_list.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

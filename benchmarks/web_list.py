@@ -64,6 +64,8 @@ from typing import Any
 
 import numpy as np
 
+from callvault.tools.siprec_client import sip_ping
+
 REPO = Path(__file__).resolve().parents[1]
 CODE = [REPO]  # the callvault package the servers and the seeding run (see snapshot_code)
 NICE = [0]  # --nice: priority of the servers and the load generator
@@ -1440,24 +1442,6 @@ class ByeResult:
             "bye_to_row_s": s(self.bye_to_row_s),
             "bye_to_completed_s": s(self.bye_to_completed_s),
         }
-
-
-def sip_ping(port: int, timeout: float = 0.5) -> bool:
-    msg = (
-        f"OPTIONS sip:srs@127.0.0.1:{port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKping{random.randint(0, 10**9)}\r\n"
-        "From: <sip:probe@127.0.0.1>;tag=probe\r\nTo: <sip:srs@127.0.0.1>\r\n"
-        f"Call-ID: ping-{random.randint(0, 10**9)}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.bind(("127.0.0.1", 0))
-        s.sendto(msg, ("127.0.0.1", port))
-        try:
-            return s.recv(65535).startswith(b"SIP/2.0 200")
-        except TimeoutError:
-            return False
 
 
 async def bye_to_visible(

@@ -723,3 +723,22 @@ class SiprecLoad:
             max_streams=self._max_streams,
             send_errors=self._send_errors,
         )
+
+
+def sip_ping(port: int, timeout: float = 0.5, host: str = "127.0.0.1") -> bool:
+    """Send one SIP OPTIONS over UDP; True once the recorder answers 200 (readiness probe)."""
+    msg = (
+        f"OPTIONS sip:srs@{host}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {host}:9;rport;branch=z9hG4bKping{secrets.randbelow(10**9)}\r\n"
+        f"From: <sip:probe@{host}>;tag=probe\r\nTo: <sip:srs@{host}>\r\n"
+        f"Call-ID: ping-{secrets.randbelow(10**9)}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.bind((host, 0))
+        s.sendto(msg, (host, port))
+        try:
+            return s.recv(65535).startswith(b"SIP/2.0 200")
+        except TimeoutError:
+            return False

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from callvault.tools.siprec_client import sip_ping
+
 REPO = Path(__file__).resolve().parents[2]
 SIPP_DIR = Path(__file__).parent / "sipp"
 
@@ -52,26 +54,6 @@ def cli(
         check=check,
         timeout=timeout,
     )
-
-
-def sip_ping(port: int, timeout: float = 0.5) -> bool:
-    """Send OPTIONS over UDP; True once a 200 comes back."""
-    msg = (
-        f"OPTIONS sip:srs@127.0.0.1:{port} SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKping" + str(random.randint(0, 10**9)) + "\r\n"
-        "From: <sip:probe@127.0.0.1>;tag=probe\r\nTo: <sip:srs@127.0.0.1>\r\n"
-        f"Call-ID: ping-{random.randint(0, 10**9)}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.bind(("127.0.0.1", 0))
-        s.sendto(msg, ("127.0.0.1", port))
-        try:
-            data = s.recv(65535)
-        except TimeoutError:
-            return False
-    return data.startswith(b"SIP/2.0 200")
 
 
 @dataclass

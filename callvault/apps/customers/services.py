@@ -275,7 +275,13 @@ def create_customer(
 
 @transaction.atomic
 def update_customer(
-    customer: Customer, inp: CustomerInput, *, user: Any, via: str = "web", ip: str | None = None
+    customer: Customer,
+    inp: CustomerInput,
+    *,
+    user: Any,
+    via: str = "web",
+    ip: str | None = None,
+    audit: bool = True,
 ) -> list[str]:
     """Apply the input; returns the names of the changed fields (audited when any)."""
     core = _validate_core(inp.data)
@@ -304,6 +310,7 @@ def update_customer(
         customer.updated_by = user if getattr(user, "is_authenticated", False) else None
         customer.refresh_search_text([p.number for p in phones])
         customer.save()
+    if changed and audit:
         record(
             str(Action.SETTINGS),
             user=user,

@@ -14,7 +14,8 @@ from callvault.apps.customers.models import Customer, CustomerPhone, CustomerTag
 from tests.customers.conftest import Cast, new_customer
 
 JAPANESE_ROWS = [
-    ["氏名", "フリガナ", "会社名", "部署", "TEL", "携帯電話", "メールアドレス", "郵便番号", "住所", "備考", "タグ"],
+    ["氏名", "フリガナ", "会社名", "部署", "TEL", "携帯電話", "メールアドレス", "郵便番号", "住所",
+     "備考", "タグ"],
     ["髙橋 美咲", "タカハシ ミサキ", "株式会社ヤマト運輸倉庫", "総務部", "03-1111-2222", "",
      "misaki@example.jp", "〒100-0001", "東京都千代田区千代田1-1", "月末に請求書",
      "VIP、クレーム注意"],

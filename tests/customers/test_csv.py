@@ -283,3 +283,12 @@ def test_export_in_cp932_for_old_excel(cast: Cast) -> None:
 def test_every_formula_start_gets_an_apostrophe(value: str) -> None:
     assert csvio.safe_cell(value) == "'" + value
     assert csvio.safe_cell("山田 " + value) == "山田 " + value
+
+
+def test_damaged_utf8_is_not_read_as_shift_jis_garbage(cast: Cast) -> None:
+    data = "名前,電話番号\r\n山田,03-1234-5678\r\n".encode() + b"\xe5\xb1\r\n"  # a cut-off character
+    with pytest.raises(csvio.ImportRejected, match="3行目に UTF-8 として正しくない"):
+        csvio.plan_import(data, team_id=cast.team_a.pk)
+    sjis = "名前,電話番号\r\n".encode("cp932") + b"\xfd\xfe,03-1234-5678\r\n"
+    with pytest.raises(csvio.ImportRejected, match="2行目に Shift_JIS"):
+        csvio.plan_import(sjis, team_id=cast.team_a.pk)

@@ -147,8 +147,26 @@ def decode(data: bytes) -> Decoded:
     try:
         return Decoded(data.decode("utf-8"), "utf-8")
     except UnicodeDecodeError as utf8_error:
+        if any(b >= 0x80 for b in data[: utf8_error.start]):
+            # Japanese text before the bad byte was valid UTF-8: a damaged UTF-8 file, which read
+            # as Shift_JIS would only give garbage.
+            line = data[: utf8_error.start].count(b"\n") + 1
+            raise ImportRejected(
+                f"文字コードを読み取れません: {line}行目に UTF-8 として正しくないバイトがあります。"
+                "ファイルが壊れていないか確認し、UTF-8 か Shift_JIS で保存し直してください。"
+            ) from None
         try:
-            return Decoded(data.decode("cp932"), "cp932")
+            text = data.decode("cp932")
+            # Python maps the bytes 0xA0 and 0xFD-0xFF, which CP932 does not use, to private-use
+            # characters; treat them as the damage they are.
+            bad = next((i for i, ch in enumerate(text) if ch in "\uf8f0\uf8f1\uf8f2\uf8f3"), None)
+            if bad is not None:
+                line = text[:bad].count("\n") + 1
+                raise ImportRejected(
+                    f"文字コードを読み取れません: {line}行目に Shift_JIS (CP932) として正しくないバイトが"
+                    "あります。ファイルが壊れていないか確認してください。"
+                )
+            return Decoded(text, "cp932")
         except UnicodeDecodeError as sjis_error:
             # Report where the more plausible reading (the one that got further) breaks.
             where = max(utf8_error.start, sjis_error.start)

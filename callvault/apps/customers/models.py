@@ -199,3 +199,30 @@ class NumberListEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.pattern}{'*' if self.is_prefix else ''}"
+
+
+class ImportState(models.TextChoices):
+    PREVIEWED = "previewed", _("確認待ち")
+    APPLIED = "applied", _("取り込み済み")
+    FAILED = "failed", _("失敗")
+
+
+class CustomerImport(models.Model):
+    """An uploaded CSV between preview and confirmation (kept in the database, so any web process
+    of a scale-out can apply it); the file is dropped once applied, the summary stays."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    filename = models.CharField(max_length=255, blank=True, default="")
+    data = models.BinaryField(default=b"", blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    state = models.CharField(max_length=16, choices=ImportState.choices, default=ImportState.PREVIEWED)
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]

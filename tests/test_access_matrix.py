@@ -37,6 +37,7 @@ Adding a view:
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,7 +57,14 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from callvault.apps.accounts.models import ApiToken, Line, Membership, Team
 from callvault.apps.calls.models import Call, CallTag, Comment, Tag
-from callvault.apps.customers.services import CustomerInput, PhoneInput, create_customer
+from callvault.apps.customers.models import CustomerImport, CustomField
+from callvault.apps.customers.services import (
+    CustomerInput,
+    PhoneInput,
+    add_list_entry,
+    add_note,
+    create_customer,
+)
 from callvault.apps.recordings.models import Recording
 from callvault.apps.web import format as fmt
 from callvault.apps.webhooks.models import Delivery, Webhook
@@ -93,6 +101,7 @@ AUDIT_READERS = frozenset({"admin", "auditor"})  # access.can_view_audit
 COMMENT_DELETERS = frozenset({"admin", "member"})  # the comment's author (member) and admins
 TOKEN_OWNER = frozenset({"member"})  # the token in the URL is the member's
 CUSTOMER_A_VIEWERS = frozenset({"admin", "supervisor", "member"})  # access.visible_customers
+CUSTOMER_A_EDITORS = frozenset({"admin", "supervisor"})  # access.can_edit_customer
 
 REMOTE_ADDR = "203.0.113.10"  # a browser on the office network: not loopback
 CSRF_SECRET = "matrixCsrfSecret0123456789abcdef"  # 32 characters: a valid unmasked CSRF secret
@@ -227,7 +236,23 @@ ROUTES: dict[str, Route] = {
     "api:call_tags": api(GET=everyone(METHOD), POST=rule(CALL_A_MANAGERS, member=FORBIDDEN)),
     "api:call_tags_remove": api(GET=everyone(METHOD), DELETE=rule(CALL_A_MANAGERS, member=FORBIDDEN)),
     # -- customers (顧客): customers/urls.py, customers/views.py; customer_a belongs to team A
+    "customers:list": web(GET=rule(LOGGED_IN)),  # the auditor gets the page with no customers
+    # Anyone with a team may open the form; a posted team outside one's teams is out of reach (404).
+    "customers:create": web(GET=rule(LOGGED_IN - {"auditor"}), POST=rule(CUSTOMER_A_VIEWERS)),
     "customers:detail": web(GET=rule(CUSTOMER_A_VIEWERS)),
+    "customers:edit": web(GET=rule(CUSTOMER_A_EDITORS), POST=rule(CUSTOMER_A_EDITORS)),
+    "customers:delete": web(GET=rule(LOGGED_IN, ok=METHOD), POST=rule(CUSTOMER_A_EDITORS)),
+    "customers:merge": web(GET=rule(CUSTOMER_A_EDITORS), POST=rule(CUSTOMER_A_EDITORS)),
+    "customers:note_add": web(GET=rule(LOGGED_IN, ok=METHOD), POST=rule(CUSTOMER_A_VIEWERS)),
+    # the note's author (member) and the customer's editors
+    "customers:note_edit": web(GET=rule(LOGGED_IN, ok=METHOD), POST=rule(CUSTOMER_A_VIEWERS)),
+    "customers:import": web(GET=rule(EXPORTERS), POST=rule(EXPORTERS)),
+    "customers:import_preview": web(GET=rule({"supervisor"}), POST=rule({"supervisor"})),  # hers alone
+    "customers:export": web(GET=rule(EXPORTERS)),
+    "customers:numbers": web(GET=rule(EXPORTERS), POST=rule(EXPORTERS)),
+    "customers:number_delete": web(GET=rule(LOGGED_IN, ok=METHOD), POST=rule(EXPORTERS)),
+    "customers:fields": web(GET=rule(ADMINS), POST=rule(ADMINS)),
+    "customers:field_delete": web(GET=rule(LOGGED_IN, ok=METHOD), POST=rule(ADMINS)),
 }
 
 # --- the world: the cast and the objects the routes' parameters point at -------------------------
@@ -239,6 +264,7 @@ CALL_B_CALLER = ("+819087654321", "井上 直樹")
 CALL_A_COMMENT = "折り返し希望 (通話Aのメモ)"
 TAG_NAME = "要折り返し"
 CUSTOMER_A_COMPANY = "高橋工務店 (顧客Aの会社)"
+CUSTOMER_A_NOTE = "見積もりの件で折り返し (顧客Aのメモ)"
 
 
 @dataclass
@@ -256,6 +282,11 @@ class World:
     sessions: dict[str, str]  # role -> session key of a logged-in browser
     tokens: dict[str, str]  # role -> API token (ApiToken.issue)
     customer: Any = None  # customer_a: a customer of team A who called (call_a's caller)
+    customer_dup: Any = None  # a duplicate of customer_a (merge)
+    customer_note: Any = None  # the member's note on customer_a
+    customer_import: Any = None  # the supervisor's CSV upload waiting for confirmation
+    number_entry: Any = None  # a caution entry of team A
+    custom_field: Any = None
 
 
 def build_cast() -> Cast:
@@ -325,8 +356,24 @@ def build_world(folder: Path) -> World:
         ),
         user=cast.supervisor,
     )
+    customer_dup = create_customer(
+        CustomerInput(
+            data={"name": "高橋 (重複)"}, phones=[PhoneInput("03-6789-0000")], owner_team_id=cast.team_a.pk
+        ),
+        user=cast.supervisor,
+    )
+    customer_import = CustomerImport.objects.create(
+        user=cast.supervisor, team=cast.team_a, filename="import.csv", data=matrix_csv()
+    )
     return World(
         customer=customer,
+        customer_dup=customer_dup,
+        customer_note=add_note(customer, CUSTOMER_A_NOTE, user=cast.member),
+        customer_import=customer_import,
+        number_entry=add_list_entry(
+            "03-6789-1111", "caution", "行列", team_id=cast.team_a.pk, user=cast.admin
+        ),
+        custom_field=CustomField.objects.create(key="contract", label="契約番号"),
         cast=cast,
         comment=comment,
         tag=tag,
@@ -392,6 +439,10 @@ def param_value(route: str, param: str, w: World) -> Any:
         "delivery_id": lambda: w.delivery.pk,
         "name": lambda: "swagger-ui.css",  # api:docs_asset
         "customer_id": lambda: w.customer.pk,
+        "note_id": lambda: w.customer_note.pk,
+        "import_id": lambda: w.customer_import.pk,
+        "entry_id": lambda: w.number_entry.pk,
+        "field_id": lambda: w.custom_field.pk,
     }
     if param in values:
         return values[param]()
@@ -441,7 +492,38 @@ def web_bodies(w: World) -> dict[str, dict[str, Any]]:
         "web:account_token_create": {"name": "行列テスト"},
         "webhooks:create": hook,
         "webhooks:edit": hook,
+        "customers:create": {
+            "kind": "person",
+            "name": "行列テストの顧客",
+            "owner_team": c.team_a.pk,
+            "phone_number": "03-6789-2222",
+            "phone_label": "work",
+        },
+        "customers:edit": {
+            "kind": "person",
+            "name": CALL_A_CALLER[1],
+            "company": CUSTOMER_A_COMPANY,
+            "owner_team": c.team_a.pk,
+            "phone_number": CALL_A_CALLER[0],
+            "phone_label": "work",
+        },
+        "customers:merge": {"merge": w.customer_dup.pk, "survivor": w.customer.pk},
+        "customers:note_add": {"text": "行列テストのメモ"},
+        "customers:note_edit": {"text": "行列テストのメモ (編集)"},
+        "customers:import": {"team": c.team_a.pk, "file": _named_file(matrix_csv(), "matrix.csv")},
+        "customers:numbers": {"pattern": "0120*", "kind": "nuisance", "reason": "行列", "team": c.team_a.pk},
+        "customers:fields": {"form": "field", "label": "行列の項目", "key": "matrix", "field_type": "text"},
     }
+
+
+def matrix_csv() -> bytes:
+    return "名前,電話番号\r\n行列 取り込み,03-6789-3333\r\n".encode("cp932")
+
+
+def _named_file(data: bytes, name: str) -> io.BytesIO:
+    f = io.BytesIO(data)
+    f.name = name
+    return f
 
 
 API_BODIES: dict[str, Any] = {
@@ -466,13 +548,14 @@ def needles_for(role: str, w: World, *, exempt_uuid: bool) -> list[str]:
     a, b = w.cast.call_a, w.cast.call_b
     with_id = not exempt_uuid
     if role == "outsider":
-        return [*call_needles(a, with_id=with_id), CALL_A_COMMENT, CUSTOMER_A_COMPANY]
+        return [*call_needles(a, with_id=with_id), CALL_A_COMMENT, CUSTOMER_A_COMPANY, CUSTOMER_A_NOTE]
     if role == "auditor":
         return [
             *call_needles(a, with_id=with_id),
             *call_needles(b, with_id=with_id),
             CALL_A_COMMENT,
             CUSTOMER_A_COMPANY,
+            CUSTOMER_A_NOTE,
         ]
     if role in ("supervisor", "member"):
         return call_needles(b)
@@ -556,6 +639,11 @@ class Attempt:
             return self.client.generic(
                 self.method, url, body, content_type="application/json", headers=headers
             )
+        files = [v for v in (self.data or {}).values() if hasattr(v, "read")]
+        if files:  # a file upload: multipart, each attempt from the file's start
+            for f in files:
+                f.seek(0)
+            return self.client.post(url, self.data, headers=headers)
         form = urlencode(self.data or {}, doseq=True)
         return self.client.generic(
             self.method, url, form, content_type="application/x-www-form-urlencoded", headers=headers

@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from callvault.apps.accounts.access import is_admin, visible_calls
+from callvault.apps.accounts.access import can_manage_customers, is_admin, visible_calls, visible_customers
 from callvault.apps.accounts.models import TeamRole, UserRole
 from callvault.apps.audit.models import Action, AuditEntry, ChainReport, record, verify_chain
 from callvault.apps.web.views_admin import audit_viewer_required, client_ip
@@ -50,6 +50,10 @@ OBJECT_LABELS = {
     "comment": gettext_lazy("コメント"),
     "tag": gettext_lazy("タグ"),
     "auditentry": gettext_lazy("監査ログ"),
+    "customer": gettext_lazy("顧客"),
+    "numberlistentry": gettext_lazy("迷惑電話・要注意リスト"),
+    "customfield": gettext_lazy("顧客のカスタム項目"),
+    "customertag": gettext_lazy("顧客タグ"),
 }
 KEY_LABELS = {
     "change": gettext_lazy("内容"),
@@ -87,6 +91,16 @@ KEY_LABELS = {
     "action": gettext_lazy("操作"),
     "object": gettext_lazy("対象ID"),
     "ip": gettext_lazy("IP"),
+    "merged": gettext_lazy("統合した顧客"),
+    "file": gettext_lazy("ファイル"),
+    "encoding": gettext_lazy("文字コード"),
+    "created": gettext_lazy("新規"),
+    "updated": gettext_lazy("更新"),
+    "unchanged": gettext_lazy("変更なし"),
+    "numbers": gettext_lazy("電話番号"),
+    "note": gettext_lazy("メモ"),
+    "tags": gettext_lazy("タグ"),
+    "page": gettext_lazy("ページ"),
 }
 HIDDEN_KEYS = {"team_id"}
 CHANGE_LABELS = {
@@ -113,6 +127,24 @@ CHANGE_LABELS = {
     "audit_log": gettext_lazy("監査ログ"),
     "web": gettext_lazy("画面"),
     "command": gettext_lazy("コマンド"),
+    "customer_created": gettext_lazy("顧客の登録"),
+    "customer_updated": gettext_lazy("顧客情報の変更"),
+    "customer_deleted": gettext_lazy("顧客の削除"),
+    "customer_viewed": gettext_lazy("顧客カルテの閲覧"),
+    "customer_list": gettext_lazy("顧客一覧・検索"),
+    "customers_merged": gettext_lazy("顧客の統合"),
+    "customers_imported": gettext_lazy("顧客のCSV取り込み"),
+    "customers_exported": gettext_lazy("顧客のCSV出力"),
+    "customer_note_added": gettext_lazy("対応メモの追加"),
+    "customer_note_edited": gettext_lazy("対応メモの編集"),
+    "number_list_added": gettext_lazy("迷惑電話・要注意リストに追加"),
+    "number_list_removed": gettext_lazy("迷惑電話・要注意リストから削除"),
+    "custom_field_created": gettext_lazy("カスタム項目の追加"),
+    "custom_field_deleted": gettext_lazy("カスタム項目の削除"),
+    "customer_tags_updated": gettext_lazy("警告タグの変更"),
+    "api": gettext_lazy("API"),
+    "nuisance": gettext_lazy("迷惑電話"),
+    "caution": gettext_lazy("要注意"),
 }
 ROLE_LABELS = {**dict(UserRole.choices), **dict(TeamRole.choices)}
 MAX_VALUE = 200
@@ -299,6 +331,8 @@ class _Lookups:
     viewer_is_admin: bool
     usernames: dict[str, str]
     calls: dict[str, str]  # call id -> "2026/11/27 14:05 03-1234-5678 → 201", only calls the viewer may see
+    customers: dict[str, str] = field(default_factory=dict)  # customer id -> name, only visible ones
+    sees_customer_data: bool = False  # lists, imports, exports, number lists: admins and supervisors
 
 
 def _lookups(entries: list[AuditEntry], viewer: Any) -> _Lookups:
@@ -325,7 +359,22 @@ def _lookups(entries: list[AuditEntry], viewer: Any) -> _Lookups:
         when = timezone.localtime(call.started_at).strftime("%Y/%m/%d %H:%M")
         parties = f"{display(call.caller_number) or '?'} → {display(call.callee_number) or '?'}"
         calls[str(call.pk)] = f"{when} {parties}"
-    return _Lookups(viewer_is_admin=is_admin(viewer), usernames=usernames, calls=calls)
+    customer_ids = [
+        int(e.object_id)
+        for e in entries
+        if e.object_type == "customer" and e.object_id.isdigit() and len(e.object_id) <= 18
+    ]
+    customers = {
+        str(pk): name
+        for pk, name in visible_customers(viewer).filter(pk__in=customer_ids).values_list("pk", "name")
+    }
+    return _Lookups(
+        viewer_is_admin=is_admin(viewer),
+        usernames=usernames,
+        calls=calls,
+        customers=customers,
+        sees_customer_data=can_manage_customers(viewer),
+    )
 
 
 # Detail keys that never carry personal data; for a call the viewer may not open, only these
@@ -340,6 +389,28 @@ def redact_call_detail(detail: Any) -> Any:
     if not isinstance(detail, dict):
         return REDACTED if detail else detail
     return {k: (v if k in SAFE_CALL_DETAIL_KEYS else REDACTED) for k, v in detail.items()}
+
+
+# Customer entries: the detail may hold names, numbers, note text and search words; viewers who may
+# not see the customer (auditors, other teams) get only these keys.
+SAFE_CUSTOMER_DETAIL_KEYS = (SAFE_CALL_DETAIL_KEYS - {"reason"}) | {
+    "change", "via", "created", "updated", "unchanged", "encoding", "page", "fields", "note",
+}  # fmt: skip
+CUSTOMER_OBJECTS = frozenset({"customer", "numberlistentry"})
+
+
+def redact_customer_detail(detail: Any) -> Any:
+    if not isinstance(detail, dict):
+        return REDACTED if detail else detail
+    return {k: (v if k in SAFE_CUSTOMER_DETAIL_KEYS else REDACTED) for k, v in detail.items()}
+
+
+def _customer_hidden(entry: AuditEntry, lookups: _Lookups) -> bool:
+    if entry.object_type not in CUSTOMER_OBJECTS or lookups.viewer_is_admin:
+        return False
+    if entry.object_type == "customer" and entry.object_id:
+        return entry.object_id not in lookups.customers
+    return not lookups.sees_customer_data
 
 
 def _row(entry: AuditEntry, lookups: _Lookups) -> Row:
@@ -361,6 +432,15 @@ def _row(entry: AuditEntry, lookups: _Lookups) -> Row:
             label = f"{name} {who}"
             if lookups.viewer_is_admin and entry.object_id in lookups.usernames:
                 url = reverse("web:admin_user", args=[int(entry.object_id)])
+        elif kind in CUSTOMER_OBJECTS:
+            seen = lookups.customers.get(entry.object_id)
+            if seen is not None:
+                label, url = f"{name} {seen}", reverse("customers:detail", args=[int(entry.object_id)])
+            elif _customer_hidden(entry, lookups) or not entry.object_id:
+                label = f"{name} #{entry.object_id}" if entry.object_id else name
+            else:
+                extra = detail.get("name") or detail.get("number") or ""
+                label = f"{name} {extra}" if extra else f"{name} #{entry.object_id}"
         else:
             extra = detail.get("name") or detail.get("number") or ""
             label = (
@@ -382,6 +462,8 @@ def _row(entry: AuditEntry, lookups: _Lookups) -> Row:
         detail=describe_detail(
             redact_call_detail(entry.detail)
             if kind == "call" and entry.object_id not in lookups.calls
+            else redact_customer_detail(entry.detail)
+            if _customer_hidden(entry, lookups)
             else entry.detail
         ),
     )
@@ -525,6 +607,8 @@ def _csv_lines(qs: QuerySet[AuditEntry], viewer: Any) -> Iterator[str]:
         # non-admins (auditors) see no call data: the detail of call entries is redacted,
         # so it no longer matches the entry's hash; admins get the raw, verifiable detail
         detail = e.detail if admin or e.object_type != "call" else redact_call_detail(e.detail)
+        if not admin and e.object_type in CUSTOMER_OBJECTS:
+            detail = redact_customer_detail(e.detail)  # auditors: no names, numbers or note text
         yield writer.writerow(
             [
                 _cell(e.pk),

@@ -67,6 +67,13 @@ def _render(request: HttpRequest, template: str, context: dict[str, Any], status
     return render(request, template, full, status=status)
 
 
+def _team_in_reach(request: HttpRequest, key: str, team_ids: list[int] | None) -> None:
+    """A posted team outside the user's teams is out of reach: 404, like any other object."""
+    raw = str(request.POST.get(key, "")).strip()
+    if raw and team_ids is not None and (not raw.isdigit() or int(raw) not in team_ids):
+        raise Http404("team out of reach")
+
+
 def _ip(request: HttpRequest) -> str | None:
     return client_ip(request)
 
@@ -342,6 +349,7 @@ def customer_create(request: HttpRequest) -> HttpResponse:
     }
     from_call = request.POST.get("from_call") or request.GET.get("call", "")
     if request.method == "POST":
+        _team_in_reach(request, "owner_team", team_ids)
         form = CustomerForm(request.POST, **kwargs)
         phones = phones_from_post(request.POST)
         phone_error = ""
@@ -411,6 +419,7 @@ def customer_edit(request: HttpRequest, customer_id: int) -> HttpResponse:
         "team_required": team_ids is not None,
     }
     if request.method == "POST":
+        _team_in_reach(request, "owner_team", team_ids)
         form = CustomerForm(request.POST, **kwargs)
         phones = phones_from_post(request.POST)
         phone_error = ""
@@ -556,6 +565,7 @@ def customer_import(request: HttpRequest) -> HttpResponse:
     team_ids = _manager(request)
     user = request.user
     if request.method == "POST":
+        _team_in_reach(request, "team", team_ids)
         form = ImportForm(request.POST, request.FILES, team_ids=team_ids)
         if form.is_valid():
             upload = form.cleaned_data["file"]
@@ -734,6 +744,7 @@ def number_list(request: HttpRequest) -> HttpResponse:
     )
     status = 200
     if request.method == "POST":
+        _team_in_reach(request, "team", team_ids)
         if form.is_valid():
             team = form.cleaned_data.get("team")
             try:

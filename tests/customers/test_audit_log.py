@@ -29,8 +29,9 @@ def test_auditors_see_what_happened_but_no_names_numbers_or_notes(cast: Cast, ya
     c.get("/customers/", {"q": "やまだ"})
 
     for text in (page(cast.auditor), page(cast.auditor, "/audit/export/")):
-        for secret in ("山田", "秘密の対応メモ", "削除される顧客", "06-7777-8888", "+8167777", "090-4444-5555",
-                       "+81904444", "しつこい勧誘", "やまだ"):  # fmt: skip
+        secrets = ["山田", "秘密の対応メモ", "削除される顧客", "06-7777-8888", "+8167777"]
+        secrets += ["090-4444-5555", "+81904444", "しつこい勧誘", "やまだ"]
+        for secret in secrets:
             assert secret not in text, secret
     audit_log = page(cast.auditor)
     assert "顧客の登録" in audit_log and "対応メモの追加" in audit_log and "顧客の削除" in audit_log

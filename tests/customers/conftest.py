@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from callvault.apps.customers.services import CustomerInput, PhoneInput, create_customer
+from tests.api.conftest import api_for  # noqa: F401  (fixture used by test_api)
 from tests.apps.conftest import (  # noqa: F401  (fixtures used by the tests of this package)
     PASSWORD,
     Cast,

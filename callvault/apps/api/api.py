@@ -13,6 +13,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.renderers import JSONRenderer
 
 from callvault.apps.api.auth import REALM, BearerTokenAuth, SessionCsrfAuth, Unauthenticated, client_ip
+from callvault.apps.api.customers import router as customers_router
 from callvault.apps.api.docs import OfflineSwagger
 from callvault.apps.api.errors import ApiError, error_body
 from callvault.apps.api.views import router
@@ -171,6 +172,7 @@ api = CallvaultAPI(
     docs_url="/docs",
 )
 api.add_router("", router)
+api.add_router("", customers_router)
 
 
 def _respond(request: HttpRequest, status: int, body: dict[str, Any]) -> HttpResponse:

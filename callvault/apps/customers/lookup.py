@@ -19,13 +19,28 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 from callvault import phone
 from callvault.apps.customers.models import Customer, CustomerNote, CustomerPhone, ListKind, NumberListEntry
 
 NOTE_PREVIEW = 200
 LIST_LABELS = {ListKind.NUISANCE: "迷惑電話", ListKind.CAUTION: "要注意"}
+
+
+def karte_url(customer_id: int) -> str:
+    """The カルテ page of a customer (a fixed path when the web UI is not mounted, e.g. API-only)."""
+    try:
+        return reverse("customers:detail", args=[customer_id])
+    except NoReverseMatch:
+        return f"/customers/{customer_id}/"
+
+
+def call_url(call_id: Any) -> str:
+    try:
+        return reverse("web:call", args=[call_id])
+    except NoReverseMatch:
+        return f"/calls/{call_id}/"
 
 
 def _team_id(team: Any) -> int | None:
@@ -126,7 +141,7 @@ def _last_call(numbers: list[str], user: Any) -> dict[str, Any] | None:
         "id": str(best.id),
         "started_at": best.started_at.isoformat(),
         "agent": user_label(best.agent),
-        "url": reverse("web:call", args=[best.id]),
+        "url": call_url(best.id),
     }
 
 
@@ -161,7 +176,7 @@ def caller_card(number: str, user: Any = None, *, team: Any = None) -> dict[str,
             "id": customer.pk,
             "name": customer.name,
             "company": customer.company,
-            "url": reverse("customers:detail", args=[customer.pk]),
+            "url": karte_url(customer.pk),
         }
         tags = list(customer.tags.order_by("name").values_list("name", "warning"))
         card["tags"] = [name for name, _warning in tags]

@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0, help="length of the call (default 5)")
     p.add_argument("--local-ip", default="127.0.0.1", help="this machine's address as the recorder sees it")
 
+    from callvault.apps.customers.cli import add_parser as add_import_customers
+
+    add_import_customers(sub, _add_common)
+
     p = sub.add_parser(
         "manage", help="run a Django management command, e.g. createsuperuser --noinput", add_help=False
     )
@@ -384,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_calls(args)
         if args.command == "retry":
             return _cmd_retry(args)
+        if args.command == "import-customers":
+            from callvault.apps.customers.cli import run as import_customers
+
+            return import_customers(args.file, dry_run=args.dry_run, team=args.team, as_json=args.json)
         if args.command == "audit":
             from django.core.management import call_command
 

@@ -127,6 +127,14 @@ _LOOKUP = {_key(spelling): fieldname for fieldname, spellings in HEADERS.items()
 # --- decoding -------------------------------------------------------------------------------------
 
 
+ENCODING_LABELS = {
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8 (BOM付き)",
+    "cp932": "Shift_JIS (CP932)",
+    "utf-16": "UTF-16",
+}
+
+
 @dataclass
 class Decoded:
     text: str
@@ -559,6 +567,7 @@ def apply_import(
     filename: str = "",
     via: str = "web",
     ip: str | None = None,
+    username: str = "",
 ) -> ImportResult:
     """Plan again and apply every line in one transaction; nothing changes unless all lines pass.
 
@@ -586,6 +595,7 @@ def apply_import(
             str(Action.SETTINGS),
             user=user,
             ip=ip,
+            username=username,
             object_type="customer",
             change="customers_imported",
             file=filename[:200],

@@ -678,14 +678,7 @@ def _preview_context(pending: CustomerImport, plan: csvio.ImportPlan | None, err
         "rows": rows,
         "hidden": (len(plan.rows) - len(rows)) if plan else 0,
         "error": error,
-        "encoding_label": {
-            "utf-8": "UTF-8",
-            "utf-8-sig": "UTF-8 (BOM付き)",
-            "cp932": "Shift_JIS (CP932)",
-            "utf-16": "UTF-16",
-        }.get(plan.encoding, plan.encoding)
-        if plan
-        else "",
+        "encoding_label": csvio.ENCODING_LABELS.get(plan.encoding, plan.encoding) if plan else "",
     }
 
 

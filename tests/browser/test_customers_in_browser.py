@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 CSV_ROWS = [
     ["氏名", "フリガナ", "会社名", "部署", "TEL", "携帯電話", "メールアドレス", "タグ"],
-    ["髙橋 美咲", "タカハシ ミサキ", "株式会社ヤマト運輸倉庫", "総務部", "03-5555-0101", "", "misaki@example.jp", "VIP"],
+    ["髙橋 美咲", "タカハシ ミサキ", "株式会社ヤマト運輸倉庫", "総務部", "03-5555-0101", "",
+     "misaki@example.jp", "VIP"],
     ["井上 直樹", "イノウエ ナオキ", "", "", "", "090-5555-0202", "", ""],
     ["渡邊 恵子", "ワタナベ ケイコ", "渡邊工務店", "", "06-5555-0303", "080-5555-0404", "", "クレーム注意"],
 ]  # fmt: skip
@@ -88,7 +89,7 @@ def test_another_team_does_not_see_the_customer(open_page: OpenPage, callvault: 
     page.goto("/customers/")
     expect(page.get_by_role("heading", name="顧客", exact=True)).to_be_visible()
     expect(page.locator("#customers-table")).not_to_contain_text("山田")
-    code = "from callvault.apps.customers.models import Customer; print(Customer.objects.get(name='山田 太郎').pk)"
+    code = "from callvault.apps.customers.models import Customer as C; print(C.objects.get(name='山田 太郎').pk)"
     pk = callvault.cli("manage", "shell", "-c", code).stdout.strip().splitlines()[-1]
     response = page.goto(f"/customers/{pk}/")
     assert response is not None and response.status == 404

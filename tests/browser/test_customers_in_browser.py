@@ -89,7 +89,8 @@ def test_another_team_does_not_see_the_customer(open_page: OpenPage, callvault: 
     page.goto("/customers/")
     expect(page.get_by_role("heading", name="顧客", exact=True)).to_be_visible()
     expect(page.locator("#customers-table")).not_to_contain_text("山田")
-    code = "from callvault.apps.customers.models import Customer as C; print(C.objects.get(name='山田 太郎').pk)"
+    code = "from callvault.apps.customers.models import Customer as C; "
+    code += "print(C.objects.get(name='山田 太郎').pk)"
     pk = callvault.cli("manage", "shell", "-c", code).stdout.strip().splitlines()[-1]
     response = page.goto(f"/customers/{pk}/")
     assert response is not None and response.status == 404

@@ -119,3 +119,22 @@ def test_an_unknown_number_has_no_customer(cast: Cast) -> None:
     assert card["number"] == "+81661234567"
     assert card["number_display"] == "06-6123-4567"
     assert card["tags"] == []
+
+
+def test_reach_gives_the_same_calls_and_teams_as_the_access_helper(cast: Cast) -> None:
+    from callvault.apps.accounts import access
+
+    make_call(cast.team_a, None, caller="+81355550000")
+    make_call(cast.team_b, cast.member, caller="+81355550001")  # the member's own call in team B
+    for user in cast.users().values():
+        reach = access.reach_of(user)
+        assert set(reach.calls()) == set(access.visible_calls(user)), user
+        assert reach.customer_team_ids() == access.customer_team_ids(user), user
+
+
+def test_a_lookup_takes_few_queries(cast: Cast, yamada: Any, django_assert_max_num_queries: Any) -> None:
+    add_note(yamada, "メモ", user=cast.member)
+    with django_assert_max_num_queries(7):
+        assert lookup.caller_card("03-1234-5678", cast.member)["last_call"] is not None
+    with django_assert_max_num_queries(5):
+        assert lookup.caller_card("03-1234-5678", None, team=cast.team_a)["customer"] is not None

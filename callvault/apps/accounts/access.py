@@ -6,6 +6,7 @@ Objects outside a user's reach are reported as "not found" (404), never as
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -141,3 +142,36 @@ def can_manage_customers(user: Any) -> bool:
     """Import, export, merge, number lists: admins and supervisors (of their teams)."""
     teams = customer_edit_team_ids(user)
     return teams is None or bool(teams)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What one user reaches, read once (at most two queries), for hot paths that ask several
+    questions at once (the caller card). Same rules as :func:`visible_calls` and
+    :func:`customer_team_ids`."""
+
+    role: str
+    user_id: int | None
+    team_ids: tuple[int, ...] = ()  # every team the user belongs to
+    call_team_ids: tuple[int, ...] = ()  # teams whose calls the user sees (supervised, shared)
+
+    def calls(self) -> QuerySet[Call]:
+        if self.role == UserRole.ADMIN:
+            return Call.objects.all()
+        if self.role != UserRole.MEMBER:
+            return Call.objects.none()
+        return Call.objects.filter(Q(team_id__in=self.call_team_ids) | Q(agent_id=self.user_id))
+
+    def customer_team_ids(self) -> list[int] | None:
+        if self.role == UserRole.ADMIN:
+            return None
+        return list(self.team_ids) if self.role == UserRole.MEMBER else []
+
+
+def reach_of(user: Any) -> Reach:
+    role = role_of(user)
+    if role != UserRole.MEMBER:
+        return Reach(role, getattr(user, "pk", None))
+    rows = list(user.memberships.values_list("team_id", "role", "team__share_calls"))
+    calls = [t for t, r, shared in rows if r == TeamRole.SUPERVISOR or (r == TeamRole.AGENT and shared)]
+    return Reach(role, user.pk, tuple(t for t, _r, _s in rows), tuple(calls))

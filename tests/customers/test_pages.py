@@ -386,3 +386,17 @@ def test_admins_define_custom_fields_and_warning_tags(cast: Cast, yamada: Any) -
     tag.refresh_from_db()
     assert tag.warning
     assert client_for(cast.supervisor).get("/customers/fields/").status_code == 404
+
+
+def test_the_pages_speak_english_when_chosen(cast: Cast, yamada: Any) -> None:
+    from django.conf import settings as dj_settings
+
+    c = client_for(cast.supervisor)
+    c.cookies[dj_settings.LANGUAGE_COOKIE_NAME] = "en"
+    karte = c.get(f"/customers/{yamada.pk}/").content.decode()
+    assert "Call back" in karte and "Add a note" in karte and "Merge duplicates" in karte
+    assert "折り返し" not in karte
+    listing = c.get("/customers/").content.decode()
+    assert "Export CSV" in listing and "Name, reading, company, phone number" in listing
+    imports = c.get("/customers/import/").content.decode()
+    assert "Import customers from CSV" in imports

@@ -28,7 +28,8 @@ def write_csv(path: Path, rows: list[list[str]], encoding: str = "cp932") -> Pat
 
 def callvault(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CALLVAULT_DATA_DIR": str(data_dir)}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+    for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"):  # its own SQLite data dir
+        env.pop(key, None)
     return subprocess.run(
         [sys.executable, "-m", "callvault.cli", *args], env=env, capture_output=True, text=True, timeout=120
     )

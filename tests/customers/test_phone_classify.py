@@ -49,3 +49,23 @@ def test_a_display_name_does_not_override_a_real_number() -> None:
 def test_stored_sentinels_classify_back_to_their_kind() -> None:
     assert phone.classify(phone.normalize("非通知")).kind == "withheld"
     assert phone.classify(phone.normalize("公衆電話")).kind == "payphone"
+
+
+@pytest.mark.parametrize(
+    ("participant", "number"),
+    [
+        ({"aor": "sip:anonymous@anonymous.invalid", "name": "Anonymous"}, "anonymous"),
+        ({"aor": "sip:Coin%20line%2Fpayphone@ntt-east.ne.jp", "name": ""}, "payphone"),
+        ({"aor": "", "name": "公衆電話"}, "payphone"),
+        ({"aor": "sip:0312345678@pbx.example.jp", "number": "0312345678", "name": "山田"}, "+81312345678"),
+        ({"aor": "sip:bob@example.com", "name": "Bob"}, ""),  # a SIP user, not a hidden number
+        ({"aor": "", "name": "山田 太郎"}, ""),
+        ({}, ""),  # no metadata at all: nothing is known
+    ],
+)
+def test_recorded_parties_without_a_number_are_stored_as_withheld_or_payphone(
+    participant: dict[str, str], number: str
+) -> None:
+    from callvault.apps.calls.services import participant_fields
+
+    assert participant_fields(participant)["number"] == number

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from callvault.apps.calls.models import Call
-from callvault.phone import normalize
+from callvault.phone import KIND_PAYPHONE, KIND_WITHHELD, classify, normalize
 
 
 def ts(t: float | None) -> datetime | None:
@@ -94,9 +94,17 @@ def call_as_dict(call: Call) -> dict[str, Any]:
 
 def participant_fields(p: dict[str, Any]) -> dict[str, str]:
     number_raw = p.get("number") or ""
+    number = normalize(number_raw)
+    aor, name = (p.get("aor") or "").strip(), (p.get("name") or "").strip()
+    if not number and (aor or name):
+        # No number in the AOR: sip:anonymous@anonymous.invalid, "Coin line/payphone", a display
+        # name "Anonymous" ... are stored as the 非通知 / 公衆電話 sentinels, so pages show them so.
+        caller = classify(aor, display_name=name) if aor else classify(name)
+        if caller.kind in (KIND_WITHHELD, KIND_PAYPHONE):
+            number = caller.number
     return {
         "participant_id": (p.get("participant_id") or "")[:255],
-        "number": normalize(number_raw),
+        "number": number,
         "number_raw": number_raw[:255],
         "display_name": (p.get("name") or "")[:255],
         "aor": (p.get("aor") or "")[:512],

@@ -312,6 +312,10 @@ def test_import_refuses_huge_and_unreadable_files(cast: Cast, settings: Any, mon
     big.name = "big.csv"
     r = sup.post("/customers/import/", {"file": big, "team": cast.team_a.pk})
     assert r.status_code == 400 and "ファイルが大きすぎます" in r.content.decode()
+    huge = io.BytesIO(b"name\r\n" + b"x" * 200_000)
+    huge.name = "huge.csv"
+    r = sup.post("/customers/import/", {"file": huge, "team": cast.team_a.pk})
+    assert r.status_code == 413 and "ファイルが大きすぎます" in r.content.decode()
     broken = io.BytesIO("名前\r\n".encode() + b"\xff\xfe\xfd\r\n")
     broken.name = "broken.csv"
     r = sup.post("/customers/import/", {"file": broken, "team": cast.team_a.pk})

@@ -403,6 +403,7 @@ def customer_delete(request: HttpRequest, customer_id: int = Path(..., ge=1, le=
 )
 def note_list(request: HttpRequest, customer_id: int = Path(..., ge=1, le=MAX_ID)) -> list[dict[str, Any]]:
     customer = _customer(request, customer_id)
+    audit(request, str(Action.VIEW), obj=customer, change="customer_notes_viewed")
     notes = CustomerNote.objects.filter(customer=customer).select_related("author__profile")[:500]
     return [_note(n) for n in notes]
 

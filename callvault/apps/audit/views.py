@@ -143,6 +143,7 @@ CHANGE_LABELS = {
     "custom_field_deleted": gettext_lazy("カスタム項目の削除"),
     "customer_tags_updated": gettext_lazy("警告タグの変更"),
     "caller_lookup": gettext_lazy("着信番号の照会"),
+    "customer_notes_viewed": gettext_lazy("対応メモの閲覧"),
     "api": gettext_lazy("API"),
     "nuisance": gettext_lazy("迷惑電話"),
     "caution": gettext_lazy("要注意"),

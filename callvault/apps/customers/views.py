@@ -58,6 +58,7 @@ CALLS_PAGE = 50
 MAX_QUERY = 100
 PREVIEW_ROWS = 500
 EMPTY_PHONE_ROWS = 2
+UPLOAD_OVERHEAD = 64 * 1024  # multipart headers and the other form fields
 
 
 def _render(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
@@ -565,6 +566,16 @@ def customer_import(request: HttpRequest) -> HttpResponse:
     team_ids = _manager(request)
     user = request.user
     if request.method == "POST":
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > csvio.MAX_IMPORT_BYTES + UPLOAD_OVERHEAD:
+            # refused before the body is read: a huge upload never reaches the disk
+            message = _("ファイルが大きすぎます (%(mb)d MB まで)。ファイルを分けてください。") % {
+                "mb": csvio.MAX_IMPORT_BYTES // 1024 // 1024
+            }
+            return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
         _team_in_reach(request, "team", team_ids)
         form = ImportForm(request.POST, request.FILES, team_ids=team_ids)
         if form.is_valid():

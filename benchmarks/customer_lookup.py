@@ -364,10 +364,10 @@ def child(opts: dict[str, Any]) -> None:
     n = int(opts["customers"])
     marker = Path(opts["data_dir"]) / f"seeded-v{SEED_VERSION}-{n}.json"
     seeded: dict[str, Any]
+    call_command("migrate", interactive=False, verbosity=0)  # also on a cached dataset: new indexes
     if marker.exists() and not opts.get("reseed"):
         seeded = json.loads(marker.read_text())
     else:
-        call_command("migrate", interactive=False, verbosity=0)
         seeded = seed(n)
         marker.write_text(json.dumps(seeded))
     from django.contrib.auth import get_user_model

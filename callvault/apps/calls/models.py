@@ -96,6 +96,9 @@ class Call(models.Model):
             # what team members and agents see, newest first (keyset pagination)
             models.Index(fields=["team", "-started_at", "-id"], name="call_team_list_idx"),
             models.Index(fields=["agent", "-started_at", "-id"], name="call_agent_list_idx"),
+            # the newest call with a number (customer カルテ, caller card): no sort, first visible row
+            models.Index(fields=["caller_number", "-started_at"], name="call_caller_recent_idx"),
+            models.Index(fields=["callee_number", "-started_at"], name="call_callee_recent_idx"),
         ]
 
     def __str__(self) -> str:

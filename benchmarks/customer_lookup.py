@@ -16,7 +16,8 @@ What it does, per backend:
    with the line's team (the fan-out case). Also ``GET /api/v1/customers/lookup`` through
    Django's test client with a bearer token (authentication and the audit entry included).
    Reported per case: p50/p95/p99/max wall time and CPU time of this process
-   (``time.process_time``; PostgreSQL's own CPU is not in it) and queries per lookup.
+   (``time.process_time``; SQLite runs inside it), queries per lookup and, for PostgreSQL, the
+   mean CPU time of the server process of the connection (``/proc/<pid>/stat``) per lookup.
 
 Run: ``.venv/bin/python benchmarks/customer_lookup.py`` (1,000,000 customers, both backends),
 ``--customers 100000`` for a quicker run, ``--backends sqlite``, ``--reseed``, ``--json-out F``.
@@ -331,18 +332,44 @@ def measure(numbers: list[str], call: Any) -> dict[str, Any]:
 
     for number in numbers[:200]:  # warm-up: connection, caches, code paths
         call(number)
+    server = _backend_pid()
+    server_before = _proc_cpu(server)
     wall, cpu = [], []
     for number in numbers:
         w0, c0 = time.perf_counter(), time.process_time()
         call(number)
         wall.append((time.perf_counter() - w0) * 1000)
         cpu.append((time.process_time() - c0) * 1000)
+    server_ms = (_proc_cpu(server) - server_before) * 1000 / len(numbers) if server else None
     queries = []
     for number in numbers[:100]:
         with CaptureQueriesContext(connection) as ctx:
             call(number)
         queries.append(len(ctx.captured_queries))
-    return {"wall_ms": percentiles(wall), "cpu_ms": percentiles(cpu), "queries": percentiles(queries)}
+    return {
+        "wall_ms": percentiles(wall),
+        "cpu_ms": percentiles(cpu),
+        "queries": percentiles(queries),
+        "server_cpu_ms_mean": round(server_ms, 3) if server_ms is not None else None,
+    }
+
+
+def _backend_pid() -> int | None:
+    """The PostgreSQL server process of this connection (same machine), to read its CPU time."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        return int(cur.fetchone()[0])
+
+
+def _proc_cpu(pid: int | None) -> float:
+    if not pid:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def child(opts: dict[str, Any]) -> None:
@@ -461,9 +488,11 @@ def report(results: list[dict[str, Any]]) -> None:
         for name, m in r["cases"].items():
             w, c, q = m["wall_ms"], m["cpu_ms"], m["queries"]
             flag = "" if w["p95"] <= TARGET_MS else "  > target"
+            srv = m.get("server_cpu_ms_mean")
+            srv_text = f"{srv:>8.2f}ms" if srv is not None else f"{'-':>10}"
             print(
                 f"  {name:<55} {w['p50']:>8.2f}ms {w['p95']:>6.2f} {w['p99']:>7.2f} "
-                f"{c['p50']:>7.2f}ms {c['p95']:>6.2f} {q['p50']:>5.0f}-{q['max']:.0f}{flag}"
+                f"{c['p50']:>7.2f}ms {c['p95']:>6.2f} {q['p50']:>5.0f}-{q['max']:<4.0f} {srv_text}{flag}"
             )
 
 

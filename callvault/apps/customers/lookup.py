@@ -199,18 +199,22 @@ def _last_call(numbers: list[str], reach: access.Reach) -> dict[str, Any] | None
     (an OR over both sides makes planners pick the started_at index and scan, on SQLite without
     statistics in particular).
     """
-    best: tuple[Any, ...] | None = None
-    for number in numbers[:MAX_CARD_NUMBERS]:
-        for field in ("caller_number", "callee_number"):
-            row = (
-                reach.calls()
-                .filter(**{field: number})
-                .order_by("-started_at")
-                .values_list("started_at", "id", "agent__username", "agent__profile__display_name")
-                .first()
-            )
-            if row is not None and (best is None or row[0] > best[0]):
-                best = row
+    from django.db import connection
+
+    parts = [
+        reach.calls()
+        .filter(**{field: number})
+        .order_by("-started_at")
+        .values_list("started_at", "id", "agent__username", "agent__profile__display_name")[:1]
+        for number in numbers[:MAX_CARD_NUMBERS]
+        for field in ("caller_number", "callee_number")
+    ]
+    if connection.features.supports_slicing_ordering_in_compound:
+        # PostgreSQL: all of them in one round trip (UNION ALL of the per-index queries)
+        rows = list(parts[0].union(*parts[1:], all=True)) if len(parts) > 1 else list(parts[0])
+    else:  # SQLite runs in-process: separate queries cost no round trips
+        rows = [row for part in parts for row in part]
+    best = max(rows, key=lambda r: r[0], default=None)
     if best is None:
         return None
     return {

@@ -190,6 +190,9 @@ MIN_FREE_DISK_BYTES = env_int("CALLVAULT_MIN_FREE_DISK_MB", 1024, minimum=0) * 1
 RECORDING_FORMAT = env_choice("CALLVAULT_RECORDING_FORMAT", "opus", ("opus", "flac", "wav"))
 # Per-channel Opus bitrate in bit/s (two independent mono streams, see media/encode.py).
 OPUS_BITRATE = env_int("CALLVAULT_OPUS_BITRATE", 0, minimum=0, maximum=256000) or None
+# libopus encoder complexity 0..10 (None: callvault.media.encode.OPUS_COMPLEXITY).
+_opus_complexity = env_int("CALLVAULT_OPUS_COMPLEXITY", -1, minimum=-1, maximum=10)
+OPUS_COMPLEXITY: int | None = None if _opus_complexity < 0 else _opus_complexity
 RTP_TIMEOUT = env_int("CALLVAULT_RTP_TIMEOUT", 60, minimum=5)
 SPOOL_FSYNC = env_bool("CALLVAULT_SPOOL_FSYNC", False)
 

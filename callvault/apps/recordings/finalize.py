@@ -204,7 +204,7 @@ def _stereo(left: Any, right: Any) -> Any:
 
 def finalize_call(call_id: str) -> str:
     """Finalize one call. Returns the resulting recording state."""
-    from callvault.media.encode import encode_recording, probe_recording, sha256_file
+    from callvault.media.encode import encode_recording, sha256_file, verify_recording
     from callvault.spool.reader import read_journal
     from callvault.spool.recovery import remove_spool
 
@@ -244,10 +244,11 @@ def finalize_call(call_id: str) -> str:
                 rate,
                 fmt,
                 out,
-                bitrate=settings.OPUS_BITRATE,
+                bitrate=settings.OPUS_BITRATE if fmt == "opus" else None,
+                complexity=settings.OPUS_COMPLEXITY if fmt == "opus" else None,
                 metadata={"callvault_call_id": str(call.pk), "date": call.started_at.isoformat()},
             )
-            probe = probe_recording(out)
+            probe = verify_recording(out, fmt, channels=info.channels, sample_rate=rate)
             if abs(probe.duration - expected) > DURATION_TOLERANCE:
                 raise FinalizeError(
                     f"encoded recording lasts {probe.duration:.3f}s, expected {expected:.3f}s"
@@ -262,6 +263,7 @@ def finalize_call(call_id: str) -> str:
         if local is not None and sha256_file(local) != info.sha256:
             raise FinalizeError("stored recording does not match its hash")
         _save(call, state, audio, key, fmt, info, probe)
+        _store_peaks(call, pcm)
         _announce(call.pk)
     except Exception as exc:
         log.exception("x finalize failed call=%s", call_id)
@@ -278,6 +280,16 @@ def finalize_call(call_id: str) -> str:
         "= finalized call=%s in %.0f ms (%.1fs audio)", call_id, (time.monotonic() - started) * 1000, expected
     )
     return str(RecordingState.READY)
+
+
+def _store_peaks(call: Call, pcm: Any) -> None:
+    """Cache the waveform from the samples in hand (the call page would otherwise decode the file)."""
+    from callvault.apps.recordings.playback import store_peaks_from_pcm
+
+    try:
+        store_peaks_from_pcm(Recording.objects.get(call=call), pcm)
+    except Exception:  # the page computes them on demand: never fail a finalize for this
+        log.exception("x could not cache the waveform of call=%s", call.pk)
 
 
 def _announce(call_id: Any) -> None:

@@ -29,6 +29,8 @@ def run_worker() -> int:
     from django.db import connections
 
     connections.close_all()
+    if settings.PRE_ENCODE:
+        _start_preencoder()
     HUEY.on_startup()(_die_with_the_consumer)
     consumer = HUEY.create_consumer(**options)
     log.info(
@@ -62,3 +64,22 @@ def _die_with_the_consumer() -> None:
         return
     if os.getppid() == 1:  # the consumer died before we asked
         os._exit(1)
+
+
+def _start_preencoder() -> None:
+    """Fork the pre-encoder (it follows active calls, see recordings/preencode.py).
+
+    Forked before the consumer starts any thread. It dies with this process; if it dies
+    alone, finalize jobs simply do the whole work again (its spool locks are released).
+    """
+    import multiprocessing
+
+    def main() -> None:
+        _die_with_the_consumer()
+        from callvault.apps.recordings.preencode import run_preencoder
+
+        run_preencoder()
+
+    process = multiprocessing.get_context("fork").Process(target=main, name="preencoder", daemon=True)
+    process.start()
+    log.info("pre-encoder started (pid %s)", process.pid)

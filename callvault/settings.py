@@ -193,6 +193,8 @@ OPUS_BITRATE = env_int("CALLVAULT_OPUS_BITRATE", 0, minimum=0, maximum=256000) o
 # libopus encoder complexity 0..10 (None: callvault.media.encode.OPUS_COMPLEXITY).
 _opus_complexity = env_int("CALLVAULT_OPUS_COMPLEXITY", -1, minimum=-1, maximum=10)
 OPUS_COMPLEXITY: int | None = None if _opus_complexity < 0 else _opus_complexity
+# The worker encodes calls while they go on (callvault/apps/recordings/preencode.py).
+PRE_ENCODE = env_bool("CALLVAULT_PRE_ENCODE", True)
 RTP_TIMEOUT = env_int("CALLVAULT_RTP_TIMEOUT", 60, minimum=5)
 SPOOL_FSYNC = env_bool("CALLVAULT_SPOOL_FSYNC", False)
 

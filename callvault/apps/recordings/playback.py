@@ -259,6 +259,26 @@ def store_peaks_from_pcm(rec: Recording, pcm: Any) -> None:
         _write_peaks(dest, data)
 
 
+def store_peaks_from_envelope(rec: Recording, envelope: Any, step: int, samples: int) -> None:
+    """As :func:`store_peaks_from_pcm`, from the largest absolute sample of each ``step`` samples."""
+    import numpy as np
+
+    env = np.asarray(envelope)
+    buckets = bucket_count(rec.duration)
+    peaks = np.zeros((env.shape[1], buckets), dtype=np.float32)
+    if len(env) and samples > 0:
+        idx = np.minimum((np.arange(len(env), dtype=np.int64) * step * buckets) // samples, buckets - 1)
+        starts = np.flatnonzero(np.diff(idx, prepend=-1))
+        for ch in range(env.shape[1]):
+            top = np.maximum.reduceat(env[:, ch].astype(np.int32), starts)
+            peaks[ch, idx[starts]] = top.astype(np.float32) / 32768.0
+    data = _peaks_doc(np.clip(peaks, 0.0, 1.0), rec.duration)
+    data["channel_map"] = rec.channel_map or {}
+    dest = cache_dir("peaks") / f"{_safe_sha(rec)}.v{PEAKS_VERSION}.json"
+    with _locked(dest.with_suffix(".lock")):
+        _write_peaks(dest, data)
+
+
 def peaks_of_pcm(pcm: Any, duration: float) -> dict[str, Any]:
     """The same peaks as :func:`compute_peaks`, from int16 samples of shape (n,) or (n, channels)."""
     import numpy as np

@@ -67,19 +67,25 @@ def _die_with_the_consumer() -> None:
 
 
 def _start_preencoder() -> None:
-    """Fork the pre-encoder (it follows active calls, see recordings/preencode.py).
+    """Fork the pre-encoders (they follow active calls, see recordings/preencode.py).
 
-    Forked before the consumer starts any thread. It dies with this process; if it dies
-    alone, finalize jobs simply do the whole work again (its spool locks are released).
+    One process per job worker, each following its share of the calls. Forked before the
+    consumer starts any thread. They die with this process; if one dies alone, finalize
+    jobs simply do its calls' work in one go (its spool locks are released).
     """
     import multiprocessing
 
-    def main() -> None:
+    from django.conf import settings
+
+    shards = settings.JOB_WORKERS
+
+    def main(shard: int) -> None:
         _die_with_the_consumer()
         from callvault.apps.recordings.preencode import run_preencoder
 
-        run_preencoder()
+        run_preencoder(shard=shard, shards=shards)
 
-    process = multiprocessing.get_context("fork").Process(target=main, name="preencoder", daemon=True)
-    process.start()
-    log.info("pre-encoder started (pid %s)", process.pid)
+    context = multiprocessing.get_context("fork")
+    for shard in range(shards):
+        process = context.Process(target=main, args=(shard,), name=f"preencoder-{shard}", daemon=True)
+        process.start()

@@ -33,6 +33,7 @@ import logging
 import os
 import signal
 import time
+import zlib
 from pathlib import Path
 from typing import IO, Any
 
@@ -272,8 +273,10 @@ class FollowedCall:
 class PreEncoder:
     """Follows every spool under the spool root (one per host and data directory)."""
 
-    def __init__(self, spool_root: Path) -> None:
+    def __init__(self, spool_root: Path, *, shard: int = 0, shards: int = 1) -> None:
         self.spool_root = Path(spool_root)
+        self.shard = shard
+        self.shards = shards
         self.calls: dict[str, FollowedCall] = {}
         self.let_go: set[str] = set()
         self._next_scan = 0.0
@@ -283,7 +286,11 @@ class PreEncoder:
         folder = work_dir()
         folder.mkdir(parents=True, exist_ok=True)
         for path in folder.glob("*.opus.part"):
-            path.unlink(missing_ok=True)
+            if self._mine(path.name.removesuffix(".opus.part")):
+                path.unlink(missing_ok=True)
+
+    def _mine(self, key: str) -> bool:
+        return self.shards <= 1 or zlib.crc32(key.encode()) % self.shards == self.shard
 
     def scan(self) -> None:
         from callvault.spool.format import CALL_KEY_RE
@@ -298,6 +305,8 @@ class PreEncoder:
             present.add(name)
             if name in self.calls or name in self.let_go or not CALL_KEY_RE.fullmatch(name):
                 continue
+            if not self._mine(name):
+                continue  # another pre-encoder process follows this one
             if not entry.is_dir(follow_symlinks=False):
                 continue
             lock = lock_spool(Path(entry.path))
@@ -366,13 +375,13 @@ class PreEncoder:
         self.calls.clear()
 
 
-def run_preencoder(stop: Any = None) -> None:
-    """The pre-encoder's loop (a child process of ``callvault worker``)."""
+def run_preencoder(stop: Any = None, *, shard: int = 0, shards: int = 1) -> None:
+    """The pre-encoder's loop (child processes of ``callvault worker``, one per shard of the calls)."""
     from django.db import close_old_connections
 
-    encoder = PreEncoder(settings.SPOOL_DIR)
+    encoder = PreEncoder(settings.SPOOL_DIR, shard=shard, shards=shards)
     encoder.clean_work_dir()
-    log.info("pre-encoder started (spool %s)", settings.SPOOL_DIR)
+    log.info("pre-encoder %d/%d started (spool %s)", shard + 1, shards, settings.SPOOL_DIR)
     running = [True]
 
     def _stop(*_args: Any) -> None:

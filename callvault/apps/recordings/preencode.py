@@ -47,6 +47,8 @@ TICK = 0.1
 """Seconds between looks at the journals (hang-ups are noticed this fast)."""
 ADVANCE_EVERY = 1.0
 """Seconds between reads of one call's stream files while it goes on."""
+ADVANCE_BUDGET = 0.05
+"""Seconds of encoding per round before looking for hang-ups again."""
 SCAN_EVERY = 0.5
 """Seconds between scans of the spool root for new calls."""
 START_AFTER = 2.0
@@ -315,10 +317,31 @@ class PreEncoder:
             self.calls[name] = FollowedCall(Path(entry.path), lock)
         self.let_go &= present
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> bool:
+        """One round: new calls, hang-ups (first: someone waits for them), then encoding.
+
+        Encoding stops after ``ADVANCE_BUDGET`` seconds so that a hang-up is never stuck
+        behind the other calls' work; returns True when encoding work is left for now.
+        """
         if now >= self._next_scan:
             self._next_scan = now + SCAN_EVERY
             self.scan()
+        self._hang_ups(now)
+        due = sorted(
+            (c for c in self.calls.values() if not c.state.closed and c.next_advance <= now),
+            key=lambda c: c.next_advance,
+        )
+        deadline = time.monotonic() + ADVANCE_BUDGET
+        for index, call in enumerate(due):
+            call.next_advance = now + ADVANCE_EVERY
+            call.advance(now)
+            if call.gave_up:
+                self._let_go(call)
+            if time.monotonic() > deadline:
+                return index + 1 < len(due)
+        return False
+
+    def _hang_ups(self, now: float) -> None:
         closing: list[FollowedCall] = []
         for call in list(self.calls.values()):
             try:
@@ -329,15 +352,8 @@ class PreEncoder:
                 continue
             if call.state.closed:
                 closing.append(call)
-        for call in closing:  # hang-ups first: they are what someone waits for
+        for call in closing:
             self._complete(call, now)
-        for call in list(self.calls.values()):
-            if call.state.closed or now < call.next_advance:
-                continue
-            call.next_advance = now + ADVANCE_EVERY
-            call.advance(now)
-            if call.gave_up:
-                self._let_go(call)
 
     def _let_go(self, call: FollowedCall) -> None:
         call.release()
@@ -393,10 +409,12 @@ def run_preencoder(stop: Any = None, *, shard: int = 0, shards: int = 1) -> None
         while running[0] and (stop is None or not stop()):
             started = time.monotonic()
             close_old_connections()
+            busy = False
             try:
-                encoder.tick(time.time())
+                busy = encoder.tick(time.time())
             except Exception:
                 log.exception("x pre-encoder tick failed")
-            time.sleep(max(0.0, TICK - (time.monotonic() - started)))
+            if not busy:
+                time.sleep(max(0.0, TICK - (time.monotonic() - started)))
     finally:
         encoder.close()

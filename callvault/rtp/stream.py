@@ -45,9 +45,10 @@ from callvault.rtp.packet import (
 
 DEFAULT_REORDER_WINDOW = 0.5
 # The start estimate of an epoch takes the least-delayed packet among those arriving
-# within this many seconds of its first packet (jitter never shifts audio; later
-# packets never move audio that was already placed).
-ANCHOR_WINDOW = 2.0
+# within this many seconds of its first packet: long enough that a sender's start-up
+# hiccups (its first packets late, e.g. on a busy host) do not shift the audio, short
+# enough that the pre-encoder can place and encode a long call's audio as it goes.
+ANCHOR_WINDOW = 10.0
 # Timestamps may drift from arrivals by jitter; beyond this the sender's clock jumped.
 DEFAULT_TIMESTAMP_JUMP_TOLERANCE = 1.0
 # RFC 3550 A.1: a forward jump larger than this (or a backward one larger than

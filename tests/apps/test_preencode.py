@@ -151,9 +151,10 @@ def test_a_pre_encoded_call_is_the_same_recording_as_a_one_shot_finalize(speech:
 
 
 def test_a_crash_of_the_pre_encoder_mid_call_still_yields_the_whole_recording(speech: TwoPartyCall) -> None:
-    call = LiveCall(speech.pcm)
+    pcm = np.tile(speech.pcm, (2, 1))
+    call = LiveCall(pcm)
     encoder = preencode.PreEncoder(settings.SPOOL_DIR)
-    _run(encoder, call, until=T0 + len(speech.pcm) / 8000 / 2)
+    _run(encoder, call, until=T0 + len(pcm) / 8000 / 2)
     assert encoder.calls[call.key].mix.taken > 0
     part = encoder.calls[call.key].part
     assert part.exists()
@@ -169,7 +170,7 @@ def test_a_crash_of_the_pre_encoder_mid_call_still_yields_the_whole_recording(sp
     assert abs(rec.duration - (call.end_t - T0)) < 0.001
     assert not call.dir.exists()
     for ch in (0, 1):  # each party on its own channel, nothing lost or shifted
-        assert envelope_correlation(speech.pcm[:, ch], 8000, got[:, ch], 8000) >= 0.9
+        assert envelope_correlation(pcm[:, ch], 8000, got[:, ch], 8000) >= 0.9
 
 
 def test_a_restarted_pre_encoder_picks_up_a_call_that_already_ended(speech: TwoPartyCall) -> None:
@@ -202,3 +203,24 @@ def test_a_call_that_cannot_be_built_incrementally_is_let_go_and_finalized_in_on
     assert list(preencode.work_dir().glob("*.part")) == []
     call.hang_up()
     assert finalize.finalize_call(call.call_id) == "ready"  # the lock is free: the job does it
+
+
+def test_a_recorder_crash_mid_call_gives_the_one_shot_recording_of_what_was_spooled(
+    speech: TwoPartyCall,
+) -> None:
+    call = LiveCall(np.tile(speech.pcm, (2, 1)))
+    encoder = preencode.PreEncoder(settings.SPOOL_DIR)
+    crash_t = T0 + 16.0
+    _run(encoder, call, until=crash_t)
+    assert encoder.calls[call.key].mix.taken > 0
+    # kill -9 of the recorder: its files stay as they are; the restarted recorder recovers the spool
+    for stream in call.streams.values():
+        stream._parts.clear()
+    finalize.recover_spool(call.dir)
+    twin = _one_shot_copy(call)
+    encoder.tick(crash_t + 5)
+    assert call.key not in encoder.calls and not call.dir.exists()
+    rec, got = _recording(call.call_id)
+    _, want = _recording(twin)
+    assert rec.call.state == "interrupted"
+    assert np.array_equal(got, want)

@@ -30,6 +30,7 @@ log = logging.getLogger("callvault.live")
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
+ACCESS_SETTLE = 0.5  # seconds: access changes come in bursts (a team set up, an import)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -101,8 +102,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
     joined = False
     tailing = False
     watchdog: asyncio.Task[None] | None = None
+    stale = False  # teams, memberships, lines or roles changed since the audience was read
+    _tasks: set[asyncio.Task[Any]]
 
     async def connect(self) -> None:
+        self._tasks = set()
         code = await self._authenticate()
         if code:
             await self.accept()  # accepted first so that the client sees the close code
@@ -182,14 +186,29 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.audience = await database_sync_to_async(live.Audience.of)(user)
         return True
 
+    def _recheck_if_stale(self) -> None:
+        if self.stale and self.user is not None:
+            self.stale = False
+            task = asyncio.get_running_loop().create_task(self._recheck())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     async def call_event(self, message: dict[str, Any]) -> None:
         if self.user is None or self.audience is None:
             return
         if message.get("kind") == screenpop.ACCESS_CHANGED:
             screenpop.cache.clear()
-            await self._recheck()
+            # Re-read before the next call event, or in a moment: many changes, one re-read.
+            if not self.stale:
+                self.stale = True
+                asyncio.get_running_loop().call_later(ACCESS_SETTLE, self._recheck_if_stale)
             return
+        if self.stale:
+            self.stale = False
+            if not await self._recheck():
+                return
         audience = self.audience
+        assert audience is not None and self.user is not None
         if not audience.may_hear(message.get("team_id"), message.get("agent_id")):
             return
         call = message.get("payload") or {}

@@ -302,3 +302,31 @@ def test_a_call_that_cannot_be_recorded_takes_its_pop_up_down(tmp_path: Path) ->
     assert asyncio.run(scenario()) == 503
     assert [r["type"] for r in rang] == ["invite", "ended"]
     assert rang[0]["call_id"] == rang[1]["call_id"]
+
+
+def test_the_publisher_wakes_the_tailer_instead_of_waiting_for_its_next_poll(
+    cast: Cast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callvault.apps.web import livewake
+
+    monkeypatch.setattr(live, "POLL_INTERVAL", 30.0)  # only a wake-up can deliver in time
+    monkeypatch.setattr(livewake, "_sender", livewake._Sender())
+    headers = session_headers(cast.member)
+
+    async def scenario() -> float:
+        comm = await connect(headers)
+        assert len(list(livewake.wake_dir().glob("*.port"))) == 1
+        await asyncio.sleep(0.3)  # the tailer is now in its long wait
+        t0 = time.monotonic()
+        await sync_to_async(publish_early)(invite_record())
+        message = json.loads(await comm.receive_from(timeout=5))
+        took = time.monotonic() - t0
+        assert message["type"] == "call.ringing"
+        await comm.disconnect()
+        return took
+
+    assert asyncio.run(scenario()) < 2.0
+    deadline = time.monotonic() + 35
+    while list(livewake.wake_dir().glob("*.port")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the tailer ends after its last client, at its next wake-up or poll
+    assert not list(livewake.wake_dir().glob("*.port"))

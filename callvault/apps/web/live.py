@@ -7,9 +7,10 @@ worker), never in the web server. Two transports, one consumer (``consumers.Even
   the group :data:`GROUP`, from a background thread of the publishing process so that a slow or
   absent Redis never holds up capture.
 - embedded default (no Redis; the web server is another process): the event is written to the
-  ``LiveEvent`` table. Each web process tails that table (:class:`Tailer`, every
-  :data:`POLL_INTERVAL` seconds, started by the first WebSocket connection and stopped after the
-  last) and feeds the events into its in-memory channel layer, to the same group.
+  ``LiveEvent`` table. Each web process tails that table (:class:`Tailer`, at once when the
+  publisher wakes it through ``livewake``, else every :data:`POLL_INTERVAL` seconds; started by
+  the first WebSocket connection and stopped after the last) and feeds the events into its
+  in-memory channel layer, to the same group.
 
 Every consumer checks each event against its user's access (the team and agent carried in
 the event, then :func:`callvault.apps.accounts.access.visible_calls` for the call id) before
@@ -35,6 +36,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from callvault.apps.web import format as fmt
+from callvault.apps.web import livewake
 
 log = logging.getLogger("callvault.live")
 
@@ -111,6 +113,7 @@ def deliver(kind: str, call: Any) -> None:
         payload=payload,
         created_at=timezone.now(),
     )
+    livewake.wake()
     if event.pk % 100 == 0:
         trim()
 
@@ -129,6 +132,7 @@ def deliver_access_changed() -> None:
         from callvault.apps.live.models import LiveEvent
 
         LiveEvent.objects.create(kind=ACCESS_CHANGED, call_id=NO_CALL, payload={}, created_at=timezone.now())
+        livewake.wake()
     except Exception:  # the periodic re-check (LIVE_REVALIDATE_SECONDS) still catches up
         log.exception("x could not announce an access change to live connections")
 
@@ -285,6 +289,7 @@ class Tailer:
         me = asyncio.current_task()
         position = _Position()
         failures = 0
+        waker = livewake.Listener(loop)  # publishers wake us when they write an event
         try:
             while self.users > 0:
                 try:
@@ -315,8 +320,12 @@ class Tailer:
                             f"live-{row['id']}",
                         )
                         await layer.group_send(GROUP, message)
-                await asyncio.sleep(0 if len(rows) >= BATCH else POLL_INTERVAL)
+                if len(rows) >= BATCH:
+                    await asyncio.sleep(0)
+                else:
+                    await waker.wait(POLL_INTERVAL)
         finally:
+            waker.close()
             if self.task is me:  # no await between the last check of users and this
                 self.task = None
             started.set()

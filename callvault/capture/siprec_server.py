@@ -903,6 +903,10 @@ def run_recorder(
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
         pass
     recover_spools(settings.SPOOL_DIR)
+    # Imported now rather than by the first ringing call (whose screen-pop would wait for it).
+    import callvault.apps.accounts.services
+    import callvault.apps.calls.journal
+    import callvault.apps.web.live  # noqa: F401
 
     async def main() -> None:
         rec = Recorder(

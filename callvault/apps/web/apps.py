@@ -10,3 +10,4 @@ class WebConfig(AppConfig):
         from callvault.apps.web import screenpop
 
         screenpop.connect_signals()
+        screenpop.warm_up()

@@ -211,17 +211,25 @@ class EventsConsumer(AsyncWebsocketConsumer):
         assert audience is not None and self.user is not None
         if not audience.may_hear(message.get("team_id"), message.get("agent_id")):
             return
-        call = message.get("payload") or {}
         event = str(message.get("event") or "")
-        if not event:  # cannot share work without an event id: check this socket alone
-            event, group = "", ("user", self.user.pk)
-        else:
+        if not event:  # cannot share work without an event id: this socket alone
+            text = await self._body(message, "", ("user", self.user.pk))
+        else:  # once per event and access group: every socket of the group sends the same text
             group = audience.group
+            text = await screenpop.cache.get(
+                ("body", event, group), lambda: self._body(message, event, group)
+            )
+        if text is not None:
+            await self.send(text_data=text)
+
+    async def _body(self, message: dict[str, Any], event: str, group: Any) -> str | None:
+        """The message as this socket's access group receives it (None: the call is not theirs)."""
+        call = message.get("payload") or {}
         call_id = str(message.get("call_id"))
         if not await screenpop.visible(event, group, self.user, call_id, bool(call.get("early"))):
-            return
+            return None
         body: dict[str, Any] = {"type": message.get("kind"), "call": call}
         card = await screenpop.card(event, group, self.user, str(message.get("kind")), call)
         if card is not None:
             body["card"] = card
-        await self.send(text_data=json.dumps(body, ensure_ascii=False, default=str))
+        return json.dumps(body, ensure_ascii=False, default=str)

@@ -202,6 +202,14 @@ def _access_changed(sender: Any, instance: Any = None, raw: bool = False, **kwar
     transaction.on_commit(live.deliver_access_changed)
 
 
+def warm_up() -> None:
+    """Import the customer lookup now, not while the first ringing call waits for its card."""
+    import contextlib
+
+    with contextlib.suppress(ImportError):
+        import callvault.apps.customers.lookup  # noqa: F401
+
+
 def connect_signals() -> None:
     from django.apps import apps
     from django.conf import settings

@@ -84,7 +84,8 @@
         if (w.reason) badge.title = w.reason;
         row.append(badge);
       }
-      for (const tag of tags) row.append(el("span", "badge badge-neutral", tag));
+      const shown = new Set(warnings.map((w) => w.label));
+      for (const tag of tags) if (!shown.has(tag)) row.append(el("span", "badge badge-neutral", tag));
       body.append(row);
     }
     const last = card && card.last_call;

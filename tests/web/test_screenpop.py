@@ -330,3 +330,20 @@ def test_the_publisher_wakes_the_tailer_instead_of_waiting_for_its_next_poll(
     while list(livewake.wake_dir().glob("*.port")) and time.monotonic() < deadline:
         time.sleep(0.1)  # the tailer ends after its last client, at its next wake-up or poll
     assert not list(livewake.wake_dir().glob("*.port"))
+
+
+def test_every_page_carries_the_screen_pop_in_japanese_and_english(cast: Cast) -> None:
+    from django.conf import settings as dj_settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(cast.member)
+    page = client.get("/account/").content.decode()
+    assert 'id="screenpop"' in page and "web/screenpop.js" in page
+    assert 'data-answered-by="応答: {name}"' in page and 'data-create-customer="顧客として登録"' in page
+    assert "着信をデスクトップに通知する" in page  # asked from a button, never on load
+    client.cookies[dj_settings.LANGUAGE_COOKIE_NAME] = "en"
+    page = client.get("/account/").content.decode()
+    assert 'data-answered-by="Answered by {name}"' in page and 'data-incoming="Incoming"' in page
+    assert 'data-ended="Ended"' in page and 'data-create-customer="Add as customer"' in page
+    assert 'id="screenpop"' not in Client().get("/login/").content.decode()  # nobody to tell

@@ -158,7 +158,7 @@
     if (!cards.has(call.id)) return;
     if (msg.type === "call.answered" || (call.state === "active" && msg.type === "call.updated")) {
       const agent = call.agent && call.agent.name;
-      setStatus(call.id, "answered", agent ? t.answeredBy.replace("%(name)s", agent) : t.answered);
+      setStatus(call.id, "answered", agent ? t.answeredBy.replace("{name}", agent) : t.answered);
       later(call.id, RINGING_MAX_MS);
     } else if (msg.type === "call.ended" || msg.type === "call.completed") {
       setStatus(call.id, "ended", call.state === "cancelled" ? t.missed : t.ended);

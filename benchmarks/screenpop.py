@@ -18,9 +18,11 @@ What it does, per channel layer (``--layers embedded,redis``):
    (``time.time()`` just before ``sendto``) starts every measurement. Same machine, same clock.
 
 Reported per layer (p50 / p95 / max, ms): INVITE -> ``call.ringing`` written to the event table
-(embedded only: the recorder's publishing), -> the message at each lightweight client (all 49
-per call; and the last of the 49 per call), -> the card inserted in the browser page. Also the
-CPU (user+system, from /proc) of the ``callvault serve`` process tree per call.
+(embedded only: the recorder's publishing; also ``call.answered``, written by the database
+thread after the spool and the 200 OK, the first event a screen could see before), -> the
+message at each lightweight client (all 49 per call; and the last of the 49 per call), -> the
+card inserted in the browser page. Also the CPU (user+system, from /proc) of the
+``callvault serve`` process tree per call.
 
 Run: ``.venv/bin/python benchmarks/screenpop.py`` (both layers, 100 calls each),
 ``--calls 20`` for a quick look, ``--json-out FILE``. Loopback only; everything started here is
@@ -288,13 +290,11 @@ class Listeners(threading.Thread):
         self.join(10)
 
 
-def published_at(data_dir: Path) -> dict[str, float]:
-    """When the recorder wrote each call.ringing (embedded layer), by caller number."""
+def published_at(data_dir: Path, kind: str = "call.ringing") -> dict[str, float]:
+    """When the recorder wrote each event of ``kind`` (embedded layer), by caller number."""
     db = sqlite3.connect(data_dir / "callvault.sqlite3")
     try:
-        rows = db.execute(
-            "SELECT payload, created_at FROM live_liveevent WHERE kind = 'call.ringing'"
-        ).fetchall()
+        rows = db.execute("SELECT payload, created_at FROM live_liveevent WHERE kind = ?", (kind,)).fetchall()
     finally:
         db.close()
     out: dict[str, float] = {}
@@ -383,10 +383,21 @@ def bench(layer: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "invite_to_last_of_49_clients_ms": summary(last_client),
         "serve_cpu_ms_per_call": round((cpu1 - cpu0) * 1000 / max(1, len(sent)), 1),
         "client_errors": listeners.errors[:5],
+        # per call, in the order placed: seconds after the first INVITE, and ms to the browser card
+        "samples": [
+            [round(t - min(sent.values()), 2), round((cards[n] / 1000 - t) * 1000, 1) if n in cards else None]
+            for n, t in sent.items()
+        ],
     }
     if layer == "embedded":
         pub = published_at(data)
         result["invite_to_event_written_ms"] = summary([pub[n] - t for n, t in sent.items() if n in pub])
+        # the first event a screen could see before the ringing event went out from the INVITE:
+        # call.answered, written by the database thread after the spool and the 200 OK
+        answered = published_at(data, "call.answered")
+        result["invite_to_db_thread_event_written_ms"] = summary(
+            [answered[n] - t for n, t in sent.items() if n in answered]
+        )
     return result
 
 
@@ -405,10 +416,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="callvault-screenpop-") as tmp:
         for layer in [x.strip() for x in args.layers.split(",") if x.strip()]:
             results.append(bench(layer, args, Path(tmp)))
-            print(json.dumps(results[-1], ensure_ascii=False, indent=2), flush=True)
+            shown = {k: v for k, v in results[-1].items() if k != "samples"}
+            print(json.dumps(shown, ensure_ascii=False, indent=2), flush=True)
     print("\nlayer      what                               n    p50 ms   p95 ms   max ms")
     for r in results:
         for key in (
+            "invite_to_db_thread_event_written_ms",
             "invite_to_event_written_ms",
             "invite_to_each_client_ms",
             "invite_to_last_of_49_clients_ms",

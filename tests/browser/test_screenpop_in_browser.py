@@ -222,3 +222,39 @@ def test_a_desk_app_listens_with_a_bearer_token_and_a_forged_one_is_refused(
     assert getattr(closed.value, "rcvd", None) is not None and closed.value.rcvd.code == 4401  # type: ignore[attr-defined]
     assert token not in callvault.log_tail(200_000)
     assert "refused an unknown or revoked API token" in callvault.log_tail(200_000)
+
+
+# The browser's Notification API, recorded (headless Chromium has no notification centre), and a
+# switch for document.hidden (a tab in the background).
+FAKE_NOTIFICATIONS = """
+window.__notes = []; window.__asked = 0;
+Object.defineProperty(document, "hidden", {configurable: true, get: () => window.__hidden === true});
+class FakeNotification {
+  constructor(title, options) { window.__notes.push({title, body: (options || {}).body || ""}); }
+  static requestPermission() { window.__asked += 1; FakeNotification.permission = "granted";
+                               return Promise.resolve("granted"); }
+}
+FakeNotification.permission = "default";
+window.Notification = FakeNotification;
+"""
+
+
+def test_desktop_notifications_are_asked_for_from_a_button_and_shown_when_the_tab_is_hidden(
+    callvault: CallvaultServer, customers: str, open_page: OpenPage
+) -> None:
+    page = open_page("sato")
+    page.context.add_init_script(FAKE_NOTIFICATIONS)
+    ready(page, "/")
+    assert page.evaluate("window.__asked") == 0  # never on load
+    page.get_by_label("アカウントメニュー").click()
+    button = page.get_by_role("button", name="着信をデスクトップに通知する")
+    button.click()
+    expect(button).to_be_hidden()
+    assert page.evaluate("window.__asked") == 1
+    page.evaluate("window.__hidden = true")
+    call = Caller(callvault, KNOWN, seconds=1.0)
+    expect(page.locator(".screenpop-card", has_text="03-5555-0201")).to_have_count(1, timeout=5_000)
+    notes = page.evaluate("window.__notes")
+    assert len(notes) == 1 and notes[0]["title"] == "着信 03-5555-0201"
+    assert "山田 花子 / 株式会社テスト商事" in notes[0]["body"] and "クレーム注意" in notes[0]["body"]
+    call.finish()

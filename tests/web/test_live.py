@@ -26,7 +26,7 @@ from websockets.sync.client import connect as ws_connect
 
 from callvault.apps.accounts.models import ApiToken
 from callvault.apps.live.models import LiveEvent
-from callvault.apps.web import live
+from callvault.apps.web import live, screenpop
 from callvault.asgi import application
 from tests.apps.conftest import PASSWORD, Cast, make_call
 from tests.e2e.conftest import Server, cli, free_port, server_factory  # noqa: F401
@@ -53,6 +53,7 @@ def _fresh_layers() -> Iterator[None]:
     # Database connections opened by the consumer's and the tailer's threads end with the test.
     asyncio.run(sync_to_async(connections.close_all)())
     live.tailer.executor.submit(connections.close_all).result(timeout=10)
+    screenpop.close_connections()
 
 
 def session_headers(user: Any, origin: str = "http://testserver") -> list[tuple[bytes, bytes]]:

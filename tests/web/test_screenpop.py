@@ -39,6 +39,7 @@ def _fresh_layers() -> Iterator[None]:
     live.tailer.users = 0
     asyncio.run(sync_to_async(connections.close_all)())
     live.tailer.executor.submit(connections.close_all).result(timeout=10)
+    screenpop.close_connections()
 
 
 def invite_record(caller: str = "03-5555-0101", callee: str = "201", **extra: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -146,6 +147,32 @@ class GroupCache:
 
 cache = GroupCache()
 
+# Cards and visibility are worked out on threads of their own: the thread Django runs sync views
+# on (and every other ``database_sync_to_async``) may be busy with a page when a call rings.
+THREADS = 2
+_executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="callvault-screenpop")
+
+
+def _off_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    return database_sync_to_async(fn, thread_sensitive=False, executor=_executor)
+
+
+def close_connections() -> None:
+    """Close the database connections of the screen-pop threads (tests, shutdown)."""
+    import threading
+
+    from django.db import connections
+
+    workers = THREADS
+    barrier = threading.Barrier(workers)
+
+    def close() -> None:
+        barrier.wait(timeout=10)  # one call per thread
+        connections.close_all()
+
+    for future in [_executor.submit(close) for _ in range(workers)]:
+        future.result(timeout=20)
+
 
 async def visible(event: str, group: Hashable, user: Any, call_id: str, early: bool) -> bool:
     """May this group see the call? A ringing call not yet in the database was already checked
@@ -155,7 +182,7 @@ async def visible(event: str, group: Hashable, user: Any, call_id: str, early: b
     from callvault.apps.web import live
 
     async def check() -> bool:
-        return bool(await database_sync_to_async(live.may_see)(user, call_id))
+        return bool(await _off_thread(live.may_see)(user, call_id))
 
     if not event:
         return await check()
@@ -169,7 +196,7 @@ async def card(event: str, group: Hashable, user: Any, kind: str, call: dict[str
     call_id = str(call.get("id") or "")
 
     async def compute() -> dict[str, Any]:
-        return await database_sync_to_async(card_for)(call, user)
+        return dict(await _off_thread(card_for)(call, user))
 
     try:
         return await cache.get(("card", call_id, group), compute)

@@ -348,3 +348,24 @@ def test_every_page_carries_the_screen_pop_in_japanese_and_english(cast: Cast) -
     assert 'data-answered-by="Answered by {name}"' in page and 'data-incoming="Incoming"' in page
     assert 'data-ended="Ended"' in page and 'data-create-customer="Add as customer"' in page
     assert 'id="screenpop"' not in Client().get("/login/").content.decode()  # nobody to tell
+
+
+def test_the_last_call_on_the_card_is_never_the_ringing_call_itself(cast: Cast) -> None:
+    """The database thread may write the ringing call before its card is made."""
+    earlier = make_call(cast.team_a, cast.member, caller="+81355550106", minutes_ago=60)
+    record = invite_record(caller="03-5555-0106")
+    make_call(
+        cast.team_a, cast.member, caller="+81355550106", minutes_ago=0, id=record["call_id"], state="active"
+    )
+    headers = session_headers(cast.supervisor)
+
+    async def scenario() -> dict[str, Any]:
+        comm = await connect(headers)
+        await sync_to_async(publish_early)(record)
+        message = json.loads(await comm.receive_from(timeout=3))
+        await comm.disconnect()
+        return dict(message["card"])
+
+    card = asyncio.run(scenario())
+    assert card["last_call"]["id"] == str(earlier.pk)
+    assert card["last_call"]["agent"] == "member" and card["last_call"]["started_at_display"]

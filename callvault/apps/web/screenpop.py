@@ -75,6 +75,10 @@ def card_for(call: dict[str, Any], user: Any) -> dict[str, Any]:
         card = unknown_card(number, str(call.get("caller_number") or ""))
     else:
         card = dict(caller_card(number, user))  # a copy: links and dates are added below
+    last = card.get("last_call")
+    if isinstance(last, dict) and str(last.get("id") or "") == str(call.get("id") or ""):
+        # the ringing call itself reached the database before its card was made: the one before
+        card["last_call"] = previous_call(card, str(call["id"]), user)
     if card.get("customer") is None:
         card["create_url"] = create_customer_url(number, str(call.get("id") or ""))
     for part, field in (("last_call", "started_at"), ("last_note", "created_at")):
@@ -96,6 +100,37 @@ def _when(value: Any) -> str:
         except ValueError:
             return value
     return fmt.local_datetime(value) if isinstance(value, datetime) else str(value)
+
+
+def previous_call(card: dict[str, Any], call_id: str, user: Any) -> dict[str, Any] | None:
+    """The newest call with the caller's numbers that ``user`` may see, other than ``call_id``."""
+    from callvault.apps.accounts.access import visible_calls
+    from callvault.apps.web import format as fmt
+
+    numbers = {str(card.get("number") or "")} - {""}
+    customer = card.get("customer")
+    if isinstance(customer, dict) and customer.get("id") is not None:
+        from callvault.apps.customers.models import CustomerPhone
+
+        numbers |= set(
+            CustomerPhone.objects.filter(customer_id=customer["id"]).values_list("number", flat=True)
+        )
+    if not numbers:
+        return None
+    calls = visible_calls(user).exclude(pk=call_id).select_related("agent__profile")
+    best = None
+    for field in ("caller_number", "callee_number"):
+        hit = calls.filter(**{f"{field}__in": sorted(numbers)}).order_by("-started_at", "-id").first()
+        if hit is not None and (best is None or hit.started_at > best.started_at):
+            best = hit
+    if best is None:
+        return None
+    return {
+        "id": str(best.pk),
+        "started_at": best.started_at.isoformat(),
+        "agent": fmt.user_label(best.agent),
+        "url": reverse("web:call", args=[best.pk]),
+    }
 
 
 def create_customer_url(number: str, call_id: str) -> str:

@@ -139,6 +139,31 @@ def summary(values_s: list[float]) -> dict[str, float]:
     }
 
 
+def role_cpu(serve_pid: int) -> dict[str, float]:
+    """CPU seconds of each part ``callvault serve`` runs (recorder, worker, web), with descendants."""
+    out: dict[str, float] = {}
+    for child in _children().get(serve_pid, []):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = argv[3].decode() if len(argv) > 3 else str(child)
+        out[name] = out.get(name, 0.0) + tree_cpu(child)
+    return out
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(raw[raw.rindex(")") + 2 :].split()[1]), []).append(int(entry))
+    return children
+
+
 def tree_cpu(pid: int) -> float:
     """user+system CPU seconds of a process and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
@@ -321,7 +346,10 @@ def bench(layer: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     )  # fmt: skip
     tokens = json.loads(next(line for line in out.splitlines() if line.startswith("TOKENS "))[7:])
     listeners: Listeners | None = None
+    base_priority = os.getpriority(os.PRIO_PROCESS, 0)
     try:
+        if args.nice:  # the measured part only (inherited by callvault serve and Chromium)
+            os.setpriority(os.PRIO_PROCESS, 0, args.nice)
         run.start()
         listeners = Listeners(run, tokens)
         if not listeners.connected.wait(30):
@@ -343,7 +371,8 @@ def bench(layer: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             page.evaluate(WATCH)
             time.sleep(1.0)
             sent: dict[str, float] = {}
-            cpu0 = tree_cpu(run.proc.pid) if run.proc else 0.0
+            assert run.proc is not None
+            cpu0, roles0 = tree_cpu(run.proc.pid), role_cpu(run.proc.pid)
             for i in range(args.calls):
                 known = i % 5 != 4
                 index = i if known else 5000 + i
@@ -358,13 +387,15 @@ def bench(layer: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 if (i + 1) % 20 == 0:
                     print(f"[{layer}] {i + 1}/{args.calls} calls", flush=True)
             page.wait_for_timeout(2000)
-            cpu1 = tree_cpu(run.proc.pid) if run.proc else 0.0
+            cpu1, roles1 = tree_cpu(run.proc.pid), role_cpu(run.proc.pid)
             cards: dict[str, float] = page.evaluate("() => window.__cards")
             browser.close()
     finally:
         if listeners is not None:
             listeners.close()
         run.stop()
+        if args.nice:
+            os.setpriority(os.PRIO_PROCESS, 0, base_priority)
     assert listeners is not None
     browser_lat = [cards[n] / 1000 - t for n, t in sent.items() if n in cards]
     per_client = [seen[n] - t for seen in listeners.seen.values() for n, t in sent.items() if n in seen]
@@ -382,6 +413,9 @@ def bench(layer: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "invite_to_each_client_ms": summary(per_client),
         "invite_to_last_of_49_clients_ms": summary(last_client),
         "serve_cpu_ms_per_call": round((cpu1 - cpu0) * 1000 / max(1, len(sent)), 1),
+        "cpu_ms_per_call_by_part": {
+            k: round((roles1.get(k, 0.0) - v) * 1000 / max(1, len(sent)), 1) for k, v in roles0.items()
+        },
         "client_errors": listeners.errors[:5],
         # per call, in the order placed: seconds after the first INVITE, and ms to the browser card
         "samples": [
@@ -411,6 +445,12 @@ def main() -> int:
     parser.add_argument("--media", type=float, default=0.3, help="seconds of RTP per call")
     parser.add_argument("--gap", type=float, default=0.7, help="seconds between one call's end and the next")
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="priority of the measured part (serve, Chromium, clients), e.g. -10 on a shared machine",
+    )
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="callvault-screenpop-") as tmp:
@@ -432,7 +472,8 @@ def main() -> int:
                 name = key.removeprefix("invite_to_").removesuffix("_ms")
                 cols = f"{s['n']:>4} {s['p50']:>8} {s['p95']:>8} {s['max']:>8}"
                 print(f"{r['layer']:<10} INVITE -> {name:<24} {cols}")
-        print(f"{r['layer']:<10} callvault serve CPU per call: {r['serve_cpu_ms_per_call']} ms")
+        parts = ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_call_by_part"].items())
+        print(f"{r['layer']:<10} callvault serve CPU per call: {r['serve_cpu_ms_per_call']} ms ({parts})")
     ok = all(r["invite_to_browser_card_ms"]["p95"] <= TARGET_MS for r in results)
     print(f"\ntarget p95 <= {TARGET_MS} ms (INVITE -> card in the browser): {'met' if ok else 'NOT met'}")
     if args.json_out:

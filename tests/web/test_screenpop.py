@@ -369,3 +369,34 @@ def test_the_last_call_on_the_card_is_never_the_ringing_call_itself(cast: Cast) 
     card = asyncio.run(scenario())
     assert card["last_call"]["id"] == str(earlier.pk)
     assert card["last_call"]["agent"] == "member" and card["last_call"]["started_at_display"]
+
+
+def test_a_ringing_call_reaches_its_team_through_the_redis_channel_layer(cast: Cast, settings: Any) -> None:
+    redis_url = "redis://127.0.0.1:6379/9"  # this area's Redis database
+    settings.REDIS_URL = redis_url
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        }
+    }
+    channel_layers.backends.clear()
+    member, outsider = session_headers(cast.member), session_headers(cast.outsider)
+    record = invite_record()
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        a, b = await connect(member), await connect(outsider)
+        await sync_to_async(publish_early)(record)
+        assert await asyncio.to_thread(live.flush, 5)
+        got = await asyncio.gather(received_ids(a), received_ids(b))
+        await a.disconnect()
+        await b.disconnect()
+        return got[0], got[1]
+
+    try:
+        to_member, to_outsider = asyncio.run(scenario())
+    finally:
+        channel_layers.backends.clear()
+    assert [m["type"] for m in to_member] == ["call.ringing"] and to_outsider == []
+    assert to_member[0]["card"]["number_display"] == "03-5555-0101"
+    assert not LiveEvent.objects.filter(kind="call.ringing").exists()

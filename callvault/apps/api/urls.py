@@ -48,7 +48,9 @@ def bounded(view: Callable[..., HttpResponse], *, large: bool = False) -> Callab
         except ValueError:
             length = 0
         if large and length > _upload_limit():
-            return _too_big(413, "payload_too_large", _("ファイルが大きすぎます (アップロードの上限を超えています)。"))
+            return _too_big(
+                413, "payload_too_large", _("ファイルが大きすぎます (アップロードの上限を超えています)。")
+            )
         if not large and length > MAX_BODY:
             return _too_big(413, "payload_too_large", _("リクエスト本文が大きすぎます (64 KiB まで)。"))
         return view(request, *args, **kwargs)

@@ -55,9 +55,13 @@ ERRORS: dict[int, Any] = {
 
 class UploadForm(Schema):
     started_at: str | None = Field(
-        None, max_length=40, description="通話の開始日時。ISO 8601 (2026-11-27T14:05:00+09:00)。時差なしは日本時間"
+        None,
+        max_length=40,
+        description="通話の開始日時。ISO 8601 (2026-11-27T14:05:00+09:00)。時差なしは日本時間",
     )
-    caller: str | None = Field(None, max_length=64, description="発信者の番号 (03-1234-5678、+81312345678、内線 201)")
+    caller: str | None = Field(
+        None, max_length=64, description="発信者の番号 (03-1234-5678、+81312345678、内線 201)"
+    )
     callee: str | None = Field(None, max_length=64, description="着信者の番号")
     caller_name: str | None = Field(None, max_length=100)
     callee_name: str | None = Field(None, max_length=100)
@@ -65,8 +69,12 @@ class UploadForm(Schema):
         None, description="in = 着信、out = 発信、internal = 内線"
     )
     duration: float | None = Field(None, ge=0, description="通話時間 (秒)。省略時は録音の長さ")
-    user: str | None = Field(None, max_length=150, description="担当者のユーザー名 (端末のチームのメンバーに限る)")
-    team: str | None = Field(None, max_length=100, description="チーム名 (管理者・複数チームのスーパーバイザー)")
+    user: str | None = Field(
+        None, max_length=150, description="担当者のユーザー名 (端末のチームのメンバーに限る)"
+    )
+    team: str | None = Field(
+        None, max_length=100, description="チーム名 (管理者・複数チームのスーパーバイザー)"
+    )
     layout: Literal["caller_left", "callee_left"] | None = Field(
         None, description="ステレオ録音の左右: caller_left = 左が発信者"
     )
@@ -76,7 +84,9 @@ class UploadForm(Schema):
 
 
 class RecordingInfo(Schema):
-    format: str = Field(description="保存形式 (送られたファイルそのまま): wav, mp3, m4a, aac, amr, opus, ogg, flac")
+    format: str = Field(
+        description="保存形式 (送られたファイルそのまま): wav, mp3, m4a, aac, amr, opus, ogg, flac"
+    )
     codec: str
     channels: int = Field(description="1 = モノラル (話者ごとの消音なし)、2 = ステレオ")
     sample_rate: int
@@ -132,7 +142,9 @@ def _recording_info(call: Call | None) -> dict[str, Any] | None:
 
 def _upload_out(upload: Upload, *, duplicate: bool = False) -> dict[str, Any]:
     error = (
-        {"error": upload.error_code or "failed", "message": upload.error, "param": None} if upload.error else None
+        {"error": upload.error_code or "failed", "message": upload.error, "param": None}
+        if upload.error
+        else None
     )
     return {
         "upload_id": upload.pk,
@@ -222,7 +234,7 @@ _TUS_CREATE_HEADERS = [
 def upload_create(
     request: HttpRequest,
     form: Form[UploadForm],
-    file: File[NinjaFile] | None = None,
+    file: File[NinjaFile | None] = None,
 ) -> Any:
     try:
         if tus.is_creation(request) and file is None:
@@ -309,7 +321,10 @@ def _tus_create(request: HttpRequest) -> HttpResponse:
             user=origin.user,
         )
     response = _json(request, 201, _upload_out(upload))
-    return _with(response, {**tus.base_headers(), "Location": _location(request, upload), "Upload-Offset": str(upload.offset)})
+    return _with(
+        response,
+        {**tus.base_headers(), "Location": _location(request, upload), "Upload-Offset": str(upload.offset)},
+    )
 
 
 def _json(request: HttpRequest, status: int, body: dict[str, Any]) -> HttpResponse:
@@ -387,19 +402,33 @@ def upload_head(request: HttpRequest, upload_id: UUID) -> HttpResponse:
     ),
     openapi_extra={
         "parameters": [
-            {"in": "header", "name": "Upload-Offset", "required": True, "schema": {"type": "integer", "minimum": 0}},
-            {"in": "header", "name": "Tus-Resumable", "required": False, "schema": {"type": "string", "enum": ["1.0.0"]}},
+            {
+                "in": "header",
+                "name": "Upload-Offset",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0},
+            },
+            {
+                "in": "header",
+                "name": "Tus-Resumable",
+                "required": False,
+                "schema": {"type": "string", "enum": ["1.0.0"]},
+            },
             {
                 "in": "header",
                 "name": "Upload-Checksum",
                 "required": False,
                 "schema": {"type": "string"},
-                "description": "sha1 / md5 / sha256 と Base64 のダイジェスト (例: sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=)",
+                "description": (
+                    "sha1 / md5 / sha256 と Base64 のダイジェスト (例: sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=)"
+                ),
             },
         ],
         "requestBody": {
             "required": True,
-            "content": {"application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
         },
     },
 )
@@ -414,24 +443,35 @@ def upload_patch(request: HttpRequest, upload_id: UUID) -> HttpResponse:
 
 def _patch(request: HttpRequest, upload: Upload) -> HttpResponse:
     if upload.state in (UploadState.EXPIRED, UploadState.CANCELLED):
-        raise services.UploadError(410, "upload_gone", "このアップロードは期限切れか中止済みです。最初からやり直してください。")
+        raise services.UploadError(
+            410, "upload_gone", "このアップロードは期限切れか中止済みです。最初からやり直してください。"
+        )
     if upload.state == UploadState.FAILED:
-        raise services.UploadError(422, upload.error_code or "failed", upload.error or "失敗しました。", "file")
+        raise services.UploadError(
+            422, upload.error_code or "failed", upload.error or "失敗しました。", "file"
+        )
     if request.content_type != tus.OFFSET_TYPE:
-        raise services.UploadError(415, "unsupported_media_type", f"Content-Type は {tus.OFFSET_TYPE} にしてください。")
+        raise services.UploadError(
+            415, "unsupported_media_type", f"Content-Type は {tus.OFFSET_TYPE} にしてください。"
+        )
     offset = tus.parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
     length = tus.parse_length(request.META.get("CONTENT_LENGTH") or "0", "Content-Length")
     checksum = tus.parse_checksum(request.headers.get("Upload-Checksum"))
     if offset != upload.offset:
         raise services.UploadError(
-            409, "offset_mismatch", f"Upload-Offset がサーバーの値 ({upload.offset}) と違います。", "Upload-Offset"
+            409,
+            "offset_mismatch",
+            f"Upload-Offset がサーバーの値 ({upload.offset}) と違います。",
+            "Upload-Offset",
         )
     if upload.state == UploadState.COMPLETE:
         if length:
             raise services.UploadError(409, "upload_complete", "このアップロードはすでに完了しています。")
         return _done(upload)
     if offset + length > upload.length:
-        raise services.UploadError(413, "payload_too_large", "Upload-Length を超えて送ろうとしています。", "Content-Length")
+        raise services.UploadError(
+            413, "payload_too_large", "Upload-Length を超えて送ろうとしています。", "Content-Length"
+        )
     if length:
         tus.append(upload, request, offset, length, checksum)
     if upload.offset == upload.length:

@@ -55,8 +55,8 @@ class DeviceTokenAuth(HttpBearer):
         now = timezone.now()
         if device.last_seen_at is None or now - device.last_seen_at >= LAST_SEEN_EVERY:
             Device.objects.filter(pk=device.pk).update(last_seen_at=now)
-        request.device = device  # type: ignore[attr-defined]
-        request.api_token = None  # type: ignore[attr-defined]
+        request.device = device
+        request.api_token = None
         return device
 
 

@@ -68,9 +68,7 @@ class AudioInfo:
     bytes: int
 
 
-def validate_audio(
-    path: Path, *, max_seconds: float, min_bytes_per_second: float = 0.0
-) -> AudioInfo:
+def validate_audio(path: Path, *, max_seconds: float, min_bytes_per_second: float = 0.0) -> AudioInfo:
     """Decode ``path`` completely and describe it; AudioRejected if it is not acceptable."""
     import av
 
@@ -96,11 +94,14 @@ def validate_audio(
                 f"対応していない形式です (検出: {fmt})。{FORMAT_NAMES} のファイルを送ってください。",
             )
         if any(s.type == "video" for s in container.streams):
-            raise AudioRejected("has_video", "映像を含むファイルは受け付けません。音声だけのファイルを送ってください。")
+            raise AudioRejected(
+                "has_video", "映像を含むファイルは受け付けません。音声だけのファイルを送ってください。"
+            )
         audio = list(container.streams.audio)
         if len(audio) != 1:
             raise AudioRejected(
-                "stream_count", f"音声ストリームが {len(audio)} 本あります。1 本だけのファイルにしてください。"
+                "stream_count",
+                f"音声ストリームが {len(audio)} 本あります。1 本だけのファイルにしてください。",
             )
         stream = audio[0]
         ctx = stream.codec_context
@@ -147,7 +148,9 @@ def _declared_seconds(container: Any, stream: Any) -> float | None:
     return max(values) if values else None
 
 
-def _decode_all(container: Any, stream: Any, cap: float, max_seconds: float, size: int) -> tuple[int, int, int]:
+def _decode_all(
+    container: Any, stream: Any, cap: float, max_seconds: float, size: int
+) -> tuple[int, int, int]:
     import av
 
     samples = 0
@@ -163,7 +166,8 @@ def _decode_all(container: Any, stream: Any, cap: float, max_seconds: float, siz
                     limit_samples = cap * rate
                 elif int(frame.sample_rate) != rate or int(frame.layout.nb_channels) != channels:
                     raise AudioRejected(
-                        "format_changes", "途中でサンプリング周波数かチャンネル数が変わるファイルには対応していません。"
+                        "format_changes",
+                        "途中でサンプリング周波数かチャンネル数が変わるファイルには対応していません。",
                     )
                 samples += int(frame.samples)
                 if limit_samples is not None and samples > limit_samples:

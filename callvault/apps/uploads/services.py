@@ -157,7 +157,8 @@ def parse_started_at(text: str, param: str = "started_at") -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise bad(
-            param, f"{param} は日時 (例: 2026-11-27T14:05:00+09:00 または 2026/11/27 14:05:00) で指定してください。"
+            param,
+            f"{param} は日時 (例: 2026-11-27T14:05:00+09:00 または 2026/11/27 14:05:00) で指定してください。",
         ) from None
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, timezone.get_default_timezone())
@@ -175,7 +176,16 @@ def parse_info(raw: dict[str, Any], *, default_started_at: datetime | None = Non
     Accepts the column names recorder boxes export (日時, 発信者番号, 相手番号, 方向 ...).
     """
     started_text, started_name = _text(
-        raw, "started_at", "start", "start_time", "datetime", "date", "開始日時", "日時", "通話開始", "録音日時"
+        raw,
+        "started_at",
+        "start",
+        "start_time",
+        "datetime",
+        "date",
+        "開始日時",
+        "日時",
+        "通話開始",
+        "録音日時",
     )
     if started_text:
         started_at = parse_started_at(started_text, started_name)
@@ -186,14 +196,18 @@ def parse_info(raw: dict[str, Any], *, default_started_at: datetime | None = Non
     direction_text, direction_name = _text(raw, "direction", "方向", "発着信", "種別", "発着")
     direction = DIRECTIONS.get(direction_text.lower())
     if direction is None:
-        raise bad(direction_name, "direction は in (着信)、out (発信)、internal (内線)、unknown のいずれかです。")
+        raise bad(
+            direction_name, "direction は in (着信)、out (発信)、internal (内線)、unknown のいずれかです。"
+        )
     duration_text, duration_name = _text(raw, "duration", "通話時間", "秒数", limit=20)
     duration: float | None = None
     if duration_text:
         try:
             duration = _parse_duration(duration_text)
         except ValueError:
-            raise bad(duration_name, "duration は秒数 (例: 65.2) または 時:分:秒 で指定してください。") from None
+            raise bad(
+                duration_name, "duration は秒数 (例: 65.2) または 時:分:秒 で指定してください。"
+            ) from None
         if not 0 <= duration <= settings.UPLOAD_MAX_SECONDS:
             raise bad(duration_name, f"duration は 0〜{settings.UPLOAD_MAX_SECONDS} 秒です。")
     layout, layout_name = _text(raw, "layout", "channel_layout", limit=20)
@@ -203,7 +217,9 @@ def parse_info(raw: dict[str, Any], *, default_started_at: datetime | None = Non
     if client_id and not CLIENT_ID_RE.fullmatch(client_id):
         raise bad(client_name, "client_upload_id は英数字と ._:@/+=- だけの 100 文字以内です。")
     caller, _n = _text(raw, "caller", "from", "caller_number", "発信者番号", "発信元", "発信番号", limit=64)
-    callee, _n = _text(raw, "callee", "to", "callee_number", "着信者番号", "着信先", "相手番号", "着信番号", limit=64)
+    callee, _n = _text(
+        raw, "callee", "to", "callee_number", "着信者番号", "着信先", "相手番号", "着信番号", limit=64
+    )
     return CallInfo(
         started_at=started_at,
         caller=caller,
@@ -477,14 +493,13 @@ def ingest(path: Path, info: CallInfo, origin: Origin, *, sha: str | None = None
 
 def _save(call: Call, info: CallInfo, origin: Origin, audio: AudioInfo, key: str, sha: str) -> None:
     call.save(force_insert=True)
-    Participant.objects.create(
-        call=call, role="caller", number=call.caller_number, number_raw=info.caller[:255],
-        display_name=info.caller_name,
-    )  # fmt: skip
-    Participant.objects.create(
-        call=call, role="callee", number=call.callee_number, number_raw=info.callee[:255],
-        display_name=info.callee_name,
-    )  # fmt: skip
+    for role, number, raw, name in (
+        ("caller", call.caller_number, info.caller, info.caller_name),
+        ("callee", call.callee_number, info.callee, info.callee_name),
+    ):
+        Participant.objects.create(
+            call=call, role=role, number=number, number_raw=raw[:255], display_name=name
+        )
     if call.team_id is None:  # nothing above decided: the configured lines do
         agent = call.agent_id
         assign_call(call)

@@ -114,7 +114,9 @@ def check_size(length: int) -> None:
             "Upload-Length",
         )
     if length == 0:
-        raise UploadError(400, "invalid_header", "空のファイル (0 バイト) は受け付けません。", "Upload-Length")
+        raise UploadError(
+            400, "invalid_header", "空のファイル (0 バイト) は受け付けません。", "Upload-Length"
+        )
 
 
 @dataclass(frozen=True)
@@ -138,9 +140,13 @@ def parse_checksum(header: str | None) -> Checksum | None:
     try:
         digest = base64.b64decode(encoded.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise UploadError(400, "invalid_header", "Upload-Checksum の値は Base64 です。", "Upload-Checksum") from None
+        raise UploadError(
+            400, "invalid_header", "Upload-Checksum の値は Base64 です。", "Upload-Checksum"
+        ) from None
     if len(digest) != CHECKSUMS[algorithm]().digest_size:
-        raise UploadError(400, "invalid_header", "Upload-Checksum の長さが正しくありません。", "Upload-Checksum")
+        raise UploadError(
+            400, "invalid_header", "Upload-Checksum の長さが正しくありません。", "Upload-Checksum"
+        )
     return Checksum(algorithm, digest)
 
 
@@ -171,13 +177,17 @@ def locked(upload: Upload) -> Iterator[IO[bytes]]:
     try:
         fh = path.open("r+b")
     except FileNotFoundError:
-        raise UploadError(410, "upload_gone", "このアップロードのデータはもうありません。最初からやり直してください。") from None
+        raise UploadError(
+            410, "upload_gone", "このアップロードのデータはもうありません。最初からやり直してください。"
+        ) from None
     with fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UploadError(
-                423, "upload_locked", "このアップロードには別の PATCH が進行中です。終わってから再開してください。"
+                423,
+                "upload_locked",
+                "このアップロードには別の PATCH が進行中です。終わってから再開してください。",
             ) from None
         yield fh
 
@@ -188,7 +198,10 @@ def append(upload: Upload, request: HttpRequest, offset: int, length: int, check
         upload.refresh_from_db(fields=["offset", "state"])
         if upload.offset != offset:
             raise UploadError(
-                409, "offset_mismatch", f"Upload-Offset がサーバーの値 ({upload.offset}) と違います。", "Upload-Offset"
+                409,
+                "offset_mismatch",
+                f"Upload-Offset がサーバーの値 ({upload.offset}) と違います。",
+                "Upload-Offset",
             )
         fh.seek(offset)
         fh.truncate()
@@ -209,20 +222,26 @@ def append(upload: Upload, request: HttpRequest, offset: int, length: int, check
             if received < length or digest.digest() != checksum.digest:
                 fh.truncate(offset)
                 if received < length:
-                    raise UploadError(400, "incomplete_body", "本文が途中で終わりました。同じ位置から送り直してください。")
+                    raise UploadError(
+                        400, "incomplete_body", "本文が途中で終わりました。同じ位置から送り直してください。"
+                    )
                 raise UploadError(
-                    460, "checksum_mismatch", "Upload-Checksum が一致しません。このチャンクを送り直してください。",
+                    460,
+                    "checksum_mismatch",
+                    "Upload-Checksum が一致しません。このチャンクを送り直してください。",
                     "Upload-Checksum",
-                )  # fmt: skip
+                )
         fh.flush()
         os.fsync(fh.fileno())
         new_offset = offset + received
-        Upload.objects.filter(pk=upload.pk, offset=offset).update(offset=new_offset, updated_at=timezone.now())
+        Upload.objects.filter(pk=upload.pk, offset=offset).update(
+            offset=new_offset, updated_at=timezone.now()
+        )
         upload.offset = new_offset
     return new_offset
 
 
-def discard(upload: Upload, state: str, *, error: str = "", code: str = "") -> None:
+def discard(upload: Upload, state: Any, *, error: str = "", code: str = "") -> None:
     Upload.objects.filter(pk=upload.pk).update(state=state, error=error[:2000], error_code=code[:40])
     upload.state, upload.error, upload.error_code = state, error, code
     staged_path(upload).unlink(missing_ok=True)
@@ -235,7 +254,9 @@ def expire_uploads() -> int:
     for upload in Upload.objects.filter(state=UploadState.RECEIVING, expires_at__lt=now):
         discard(upload, UploadState.EXPIRED, error="期限切れ", code="expired")
         expired += 1
-    known = {str(pk) for pk in Upload.objects.filter(state=UploadState.RECEIVING).values_list("pk", flat=True)}
+    known = {
+        str(pk) for pk in Upload.objects.filter(state=UploadState.RECEIVING).values_list("pk", flat=True)
+    }
     cutoff = now.timestamp() - 3600
     for path in staging_dir().glob("*"):
         stem = path.name.split(".", 1)[0]

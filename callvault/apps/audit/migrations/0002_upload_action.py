@@ -4,15 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0001_initial'),
+        ("audit", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditentry',
-            name='action',
-            field=models.CharField(choices=[('login', 'ログイン'), ('login_failed', 'ログイン失敗'), ('logout', 'ログアウト'), ('playback', '再生'), ('download', 'ダウンロード'), ('export', 'エクスポート'), ('share', '共有'), ('role_change', '権限変更'), ('delete', '削除'), ('comment', 'コメント'), ('tag', 'タグ'), ('token', 'APIトークン'), ('settings', '設定変更'), ('view', '閲覧'), ('upload', 'アップロード')], db_index=True, max_length=32),
+            model_name="auditentry",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("login", "ログイン"),
+                    ("login_failed", "ログイン失敗"),
+                    ("logout", "ログアウト"),
+                    ("playback", "再生"),
+                    ("download", "ダウンロード"),
+                    ("export", "エクスポート"),
+                    ("share", "共有"),
+                    ("role_change", "権限変更"),
+                    ("delete", "削除"),
+                    ("comment", "コメント"),
+                    ("tag", "タグ"),
+                    ("token", "APIトークン"),
+                    ("settings", "設定変更"),
+                    ("view", "閲覧"),
+                    ("upload", "アップロード"),
+                ],
+                db_index=True,
+                max_length=32,
+            ),
         ),
     ]

@@ -22,7 +22,7 @@ from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from ninja import Field, File, Form, Router, Schema
+from ninja import Field, File, Form, Router, Schema, Status
 from ninja.files import UploadedFile as NinjaFile
 
 from callvault.apps.accounts.access import is_admin, role_of, supervised_team_ids
@@ -268,7 +268,7 @@ def _one_shot(request: HttpRequest, form: UploadForm, file: NinjaFile | None) ->
         "error": None,
         "expires_at": None,
     }
-    return (201 if result.created else 200), body
+    return Status(201 if result.created else 200, body)
 
 
 @contextlib.contextmanager
@@ -370,7 +370,7 @@ def _upload_for(request: HttpRequest, upload_id: UUID) -> Upload:
     description="受信済みバイト数、完了したら通話 ID、失敗したら理由。",
 )
 def upload_detail(request: HttpRequest, upload_id: UUID) -> Any:
-    return 200, _upload_out(_upload_for(request, upload_id))
+    return Status(200, _upload_out(_upload_for(request, upload_id)))
 
 
 @router.api_operation(

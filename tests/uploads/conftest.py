@@ -33,7 +33,13 @@ FORMATS = {
 
 
 def make_audio(
-    folder: Path, fmt: str, *, seconds: float = 3.0, channels: int = 1, freq: int = 440, name: str | None = None
+    folder: Path,
+    fmt: str,
+    *,
+    seconds: float = 3.0,
+    channels: int = 1,
+    freq: int = 440,
+    name: str | None = None,
 ) -> Path:
     """A real recording: a sine tone (per channel a different one) encoded with FFmpeg."""
     filename, codec = FORMATS[fmt]
@@ -44,8 +50,17 @@ def make_audio(
         return out
     sources: list[str] = []
     for ch in range(channels):
-        sources += ["-f", "lavfi", "-i", f"sine=frequency={freq * (ch + 1)}:duration={seconds}:sample_rate={rate}"]
-    mix = ["-filter_complex", "[0:a][1:a]join=inputs=2:channel_layout=stereo"] if channels == 2 else ["-ac", "1"]
+        sources += [
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={freq * (ch + 1)}:duration={seconds}:sample_rate={rate}",
+        ]
+    mix = (
+        ["-filter_complex", "[0:a][1:a]join=inputs=2:channel_layout=stereo"]
+        if channels == 2
+        else ["-ac", "1"]
+    )
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *sources, *mix, *codec, str(out)], check=True
     )

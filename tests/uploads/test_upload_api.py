@@ -148,7 +148,9 @@ def test_a_replayed_upload_makes_no_second_call(
     assert Call.objects.count() == 3  # the cast's two calls and this one
     assert len(stored_files(data_dir)) == 1
     # the same client id for different bytes is a conflict, not a silent overwrite
-    other = post(client, make_audio(audio_dir, "mp3", freq=880, name="other.mp3"), client_upload_id="phone-42")
+    other = post(
+        client, make_audio(audio_dir, "mp3", freq=880, name="other.mp3"), client_upload_id="phone-42"
+    )
     assert other.status_code == 409 and other.json()["param"] == "client_upload_id"
 
 
@@ -162,7 +164,9 @@ def _refused(response: Any, status: int, code: str, data_dir: Path, calls_before
     assert not staging.exists() or list(staging.iterdir()) == []
 
 
-def test_it_refuses_a_text_file_named_wav(device: tuple[Device, str], data_dir: Path, audio_dir: Path) -> None:
+def test_it_refuses_a_text_file_named_wav(
+    device: tuple[Device, str], data_dir: Path, audio_dir: Path
+) -> None:
     fake = audio_dir / "call.wav"
     fake.write_text("RIFF? no: 顧客リスト, 03-1234-5678\n" * 200, encoding="utf-8")
     with fake.open("rb") as fh:
@@ -215,13 +219,17 @@ def test_it_refuses_corrupt_audio(device: tuple[Device, str], data_dir: Path, au
     ["cvd_" + "x" * 43, "cvd_short", "cv_" + "y" * 43],
     ids=["unknown device token", "malformed device token", "unknown user token"],
 )
-def test_it_refuses_wrong_tokens(token: str, device: tuple[Device, str], data_dir: Path, audio_dir: Path) -> None:
+def test_it_refuses_wrong_tokens(
+    token: str, device: tuple[Device, str], data_dir: Path, audio_dir: Path
+) -> None:
     response = post(device_client(token), make_audio(audio_dir, "wav"))
     assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
     assert stored_files(data_dir) == []
 
 
-def test_a_revoked_device_cannot_upload(cast: Cast, device: tuple[Device, str], data_dir: Path, audio_dir: Path) -> None:
+def test_a_revoked_device_cannot_upload(
+    cast: Cast, device: tuple[Device, str], data_dir: Path, audio_dir: Path
+) -> None:
     from callvault.apps.accounts.services import Actor
     from callvault.apps.uploads.devices import revoke_device
 
@@ -251,7 +259,9 @@ def test_it_asks_for_the_start_time(device: tuple[Device, str], data_dir: Path, 
     assert response.status_code == 400 and response.json()["param"] == "started_at"
 
 
-@pytest.mark.parametrize(("role", "status"), [("member", 403), ("auditor", 403), ("supervisor", 201), ("admin", 201)])
+@pytest.mark.parametrize(
+    ("role", "status"), [("member", 403), ("auditor", 403), ("supervisor", 201), ("admin", 201)]
+)
 def test_user_tokens_may_upload_for_teams_they_supervise(
     role: str, status: int, cast: Cast, data_dir: Path, audio_dir: Path
 ) -> None:
@@ -272,7 +282,9 @@ def test_a_supervisor_cannot_upload_into_another_team(cast: Cast, data_dir: Path
     assert response.json()["param"] == "team"
 
 
-def test_without_a_device_or_team_the_lines_assign_the_call(cast: Cast, data_dir: Path, audio_dir: Path) -> None:
+def test_without_a_device_or_team_the_lines_assign_the_call(
+    cast: Cast, data_dir: Path, audio_dir: Path
+) -> None:
     token = ApiToken.issue(cast.admin, "t")[1]
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
     body = post(client, make_audio(audio_dir, "wav"), callee="301").json()

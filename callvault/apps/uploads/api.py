@@ -203,8 +203,8 @@ _TUS_CREATE_HEADERS = [
         "in": "header",
         "name": "Tus-Resumable",
         "required": False,
-        "schema": {"type": "string", "enum": ["1.0.0"]},
-        "description": "tus で作成するときに付けます",
+        "schema": {"type": "string"},
+        "description": "tus で作成するときに 1.0.0 を付けます (ほかの値は 412)",
     },
     {
         "in": "header",
@@ -288,15 +288,15 @@ def _private_copy(file: NinjaFile) -> Any:
 
 
 def _tus_create(request: HttpRequest) -> HttpResponse:
-    tus.check_version(request)
-    origin = _origin(request, "tus")
     if "Upload-Defer-Length" in request.headers:
         raise services.UploadError(
             400, "defer_length", "Upload-Defer-Length には対応していません。", "Upload-Defer-Length"
         )
     length = tus.parse_length(request.headers.get("Upload-Length"), "Upload-Length")
-    tus.check_size(length)
     metadata = tus.parse_metadata(request.headers.get("Upload-Metadata"))
+    tus.check_version(request)
+    origin = _origin(request, "tus")
+    tus.check_size(length)
     info = services.parse_info(metadata)
     _precheck(info, origin)
     upload = None
@@ -412,7 +412,8 @@ def upload_head(request: HttpRequest, upload_id: UUID) -> HttpResponse:
                 "in": "header",
                 "name": "Tus-Resumable",
                 "required": False,
-                "schema": {"type": "string", "enum": ["1.0.0"]},
+                "schema": {"type": "string"},
+                "description": "1.0.0 (ほかの値は 412)",
             },
             {
                 "in": "header",
@@ -434,6 +435,7 @@ def upload_head(request: HttpRequest, upload_id: UUID) -> HttpResponse:
 )
 def upload_patch(request: HttpRequest, upload_id: UUID) -> HttpResponse:
     try:
+        tus.parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
         tus.check_version(request)
         upload = _upload_for(request, upload_id)
         return _patch(request, upload)

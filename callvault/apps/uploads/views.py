@@ -36,7 +36,9 @@ class DeviceForm(forms.Form):
         queryset=users_for_choice(),
         required=False,
         empty_label=gettext_lazy("(チームのみ)"),
-        help_text=gettext_lazy("個人のスマートフォンなら担当者を選びます。担当者はチームのメンバーに限ります。"),
+        help_text=gettext_lazy(
+            "個人のスマートフォンなら担当者を選びます。担当者はチームのメンバーに限ります。"
+        ),
     )
     line = forms.ModelChoiceField(
         label=gettext_lazy("回線"),
@@ -55,7 +57,9 @@ class DeviceForm(forms.Form):
 @require_http_methods(["GET"])
 def devices(request: HttpRequest) -> HttpResponse:
     rows = []
-    for device in Device.objects.select_related("team", "user__profile", "line").order_by("revoked_at", "name"):
+    for device in Device.objects.select_related("team", "user__profile", "line").order_by(
+        "revoked_at", "name"
+    ):
         rows.append(
             {
                 "device": device,

@@ -297,7 +297,8 @@ def _integrity(call: Call, rec: Recording | None) -> list[tuple[str, str, str]]:
         rows.append((_("SIP Call-ID"), call.sip_call_id, "mono"))
     if rec is None:
         return rows
-    names = {"opus": "Ogg Opus", "flac": "FLAC", "wav": "WAV (PCM)"}
+    names = {"opus": "Ogg Opus", "flac": "FLAC", "wav": "WAV (PCM)", "mp3": "MP3", "m4a": "M4A (AAC)"}
+    names.update({"aac": "AAC", "amr": "AMR", "ogg": "Ogg Vorbis"})  # uploads keep their format
     channels = _("ステレオ (2ch)") if rec.channels == 2 else _("モノラル (1ch)")
     rows += [
         ("SHA-256", rec.sha256, "hash"),

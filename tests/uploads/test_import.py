@@ -64,8 +64,14 @@ def test_it_imports_a_recorder_export_with_a_cp932_csv_and_sidecars(
     assert by_file[str(Path("2026-11-28") / "rec-0001.flac")].status == "imported"
     assert by_file["../outside/secret.wav"].status == "rejected"
     assert "フォルダーの外" in by_file["../outside/secret.wav"].detail
-    assert by_file["readme.wav"].status == "rejected" and "音声ファイルとして読み取れません" in by_file["readme.wav"].detail
-    assert by_file["orphan.opus"].status == "rejected" and "メタデータがありません" in by_file["orphan.opus"].detail
+    assert (
+        by_file["readme.wav"].status == "rejected"
+        and "音声ファイルとして読み取れません" in by_file["readme.wav"].detail
+    )
+    assert (
+        by_file["orphan.opus"].status == "rejected"
+        and "メタデータがありません" in by_file["orphan.opus"].detail
+    )
     assert (summary.count("imported"), summary.count("rejected")) == (3, 3)
     # the rows became calls with the right people, times and teams
     inbound = Call.objects.get(pk=by_file["20261127_140500.wav"].call_id)
@@ -74,7 +80,11 @@ def test_it_imports_a_recorder_export_with_a_cp932_csv_and_sidecars(
     assert inbound.started_at.isoformat() == "2026-11-27T05:05:00+00:00"  # 14:05 in Japan
     assert (inbound.team_id, inbound.agent_id) == (cast.team_a.pk, cast.member.pk)
     outbound = Call.objects.get(pk=by_file["20261127_150000.mp3"].call_id)
-    assert (outbound.direction, outbound.callee_number, outbound.callee_name) == ("out", "+819011112222", "株式会社テスト")
+    assert (outbound.direction, outbound.callee_number, outbound.callee_name) == (
+        "out",
+        "+819011112222",
+        "株式会社テスト",
+    )
     assert outbound.team_id == cast.team_a.pk  # line 201 (the caller's side of an outbound call)
     sidecar = Call.objects.get(pk=by_file[str(Path("2026-11-28") / "rec-0001.flac")].call_id)
     assert (sidecar.callee_number, sidecar.agent_id) == ("+81661234567", cast.member.pk)

@@ -74,7 +74,11 @@ def test_a_file_sent_in_checksummed_chunks_becomes_one_call(
         if offset < len(data):
             assert Call.objects.count() == calls_before
             head = client.head(location, **TUS)
-            assert (head.status_code, head["Upload-Offset"], head["Upload-Length"]) == (200, str(offset), str(len(data)))
+            assert (head.status_code, head["Upload-Offset"], head["Upload-Length"]) == (
+                200,
+                str(offset),
+                str(len(data)),
+            )
     call_id = response["Callvault-Call-Id"]
     call = Call.objects.get(pk=call_id)
     assert (call.source, call.team_id, call.caller_number) == ("upload", cast.team_a.pk, "+81312345678")
@@ -118,7 +122,9 @@ def test_an_interrupted_upload_resumes_from_what_reached_the_disk(
     assert rec.sha256 == hashlib.sha256(data).hexdigest()
 
 
-def test_a_chunk_whose_checksum_fails_is_dropped(device: tuple[Device, str], data_dir: Path, audio_dir: Path) -> None:
+def test_a_chunk_whose_checksum_fails_is_dropped(
+    device: tuple[Device, str], data_dir: Path, audio_dir: Path
+) -> None:
     data = make_audio(audio_dir, "wav").read_bytes()
     client = device_client(device[1])
     location = create(client, len(data))["Location"]
@@ -128,7 +134,9 @@ def test_a_chunk_whose_checksum_fails_is_dropped(device: tuple[Device, str], dat
     assert (data_dir / "uploads" / "staging" / f"{Upload.objects.get().pk}.part").stat().st_size == 0
 
 
-def test_a_patch_at_the_wrong_offset_is_refused(device: tuple[Device, str], data_dir: Path, audio_dir: Path) -> None:
+def test_a_patch_at_the_wrong_offset_is_refused(
+    device: tuple[Device, str], data_dir: Path, audio_dir: Path
+) -> None:
     data = make_audio(audio_dir, "wav").read_bytes()
     client = device_client(device[1])
     location = create(client, len(data))["Location"]
@@ -137,7 +145,9 @@ def test_a_patch_at_the_wrong_offset_is_refused(device: tuple[Device, str], data
     assert wrong.status_code == 409 and wrong.json()["param"] == "Upload-Offset"
     too_much = patch(client, location, 100, data[100:] + b"extra")
     assert too_much.status_code == 413
-    not_tus = client.generic("PATCH", location, data[100:], content_type="audio/wav", HTTP_UPLOAD_OFFSET="100", **TUS)
+    not_tus = client.generic(
+        "PATCH", location, data[100:], content_type="audio/wav", HTTP_UPLOAD_OFFSET="100", **TUS
+    )
     assert not_tus.status_code == 415
     assert client.post(URL, HTTP_UPLOAD_LENGTH="10", HTTP_TUS_RESUMABLE="0.2.2").status_code == 412
 
@@ -152,7 +162,11 @@ def test_a_corrupt_file_fails_at_the_last_byte_and_says_why(
     response = patch(client, location, 0, data)
     assert response.status_code == 422
     status = client.get(location).json()
-    assert status["state"] == "failed" and status["error"]["error"] in ("not_audio", "corrupt", "unsupported_format")
+    assert status["state"] == "failed" and status["error"]["error"] in (
+        "not_audio",
+        "corrupt",
+        "unsupported_format",
+    )
     assert Call.objects.count() == calls_before and stored_files(data_dir) == []
     assert list((data_dir / "uploads" / "staging").iterdir()) == []
 
@@ -170,7 +184,9 @@ def test_creation_checks_size_and_metadata_before_any_byte_is_sent(
     assert not Upload.objects.exists()
 
 
-def test_abandoning_an_upload_deletes_its_bytes(device: tuple[Device, str], data_dir: Path, audio_dir: Path) -> None:
+def test_abandoning_an_upload_deletes_its_bytes(
+    device: tuple[Device, str], data_dir: Path, audio_dir: Path
+) -> None:
     data = make_audio(audio_dir, "wav").read_bytes()
     client = device_client(device[1])
     location = create(client, len(data))["Location"]
@@ -181,7 +197,9 @@ def test_abandoning_an_upload_deletes_its_bytes(device: tuple[Device, str], data
     assert patch(client, location, 500, data[500:]).status_code == 410
 
 
-def test_uploads_expire_and_their_bytes_are_swept(device: tuple[Device, str], data_dir: Path, audio_dir: Path) -> None:
+def test_uploads_expire_and_their_bytes_are_swept(
+    device: tuple[Device, str], data_dir: Path, audio_dir: Path
+) -> None:
     data = make_audio(audio_dir, "wav").read_bytes()
     client = device_client(device[1])
     create(client, len(data))

@@ -29,7 +29,8 @@ def _too_big(status: int, code: str, message: str) -> JsonResponse:
 
 
 # Routes that take audio (callvault/apps/uploads): bodies up to CALLVAULT_UPLOAD_MAX_MB (+ form overhead).
-LARGE_BODY_ROUTES = {"upload_create", "upload_detail"}
+# (Django resolves a path to its first pattern; every method of the path shares that view.)
+LARGE_BODY_ROUTES = {"upload_create", "upload_options", "upload_detail", "upload_head", "upload_patch"}
 
 
 def _upload_limit() -> int:

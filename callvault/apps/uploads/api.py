@@ -338,7 +338,7 @@ def _json(request: HttpRequest, status: int, body: dict[str, Any]) -> HttpRespon
     "/uploads",
     auth=None,
     response={204: None},
-    url_name="upload_create",
+    url_name="upload_options",
     summary="tus の対応状況 (Tus-Version, Tus-Extension, Tus-Max-Size)",
     include_in_schema=False,
 )
@@ -377,7 +377,7 @@ def upload_detail(request: HttpRequest, upload_id: UUID) -> Any:
     ["HEAD"],
     "/uploads/{upload_id}",
     response={200: None, **ERRORS},
-    url_name="upload_detail",
+    url_name="upload_head",
     summary="tus: 受信済みバイト数 (Upload-Offset)",
 )
 def upload_head(request: HttpRequest, upload_id: UUID) -> HttpResponse:
@@ -393,7 +393,7 @@ def upload_head(request: HttpRequest, upload_id: UUID) -> HttpResponse:
 @router.patch(
     "/uploads/{upload_id}",
     response={204: None, **ERRORS, 460: ErrorOut},
-    url_name="upload_detail",
+    url_name="upload_patch",
     summary="tus: 続きのバイトを送る",
     description=(
         "`Upload-Offset` (HEAD で確かめた受信済みバイト数) から本文を追記します。最後のバイトが届くと"
@@ -452,12 +452,12 @@ def _patch(request: HttpRequest, upload: Upload) -> HttpResponse:
         raise services.UploadError(
             422, upload.error_code or "failed", upload.error or "失敗しました。", "file"
         )
-    if request.content_type != tus.OFFSET_TYPE:
+    offset = tus.parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
+    length = tus.parse_length(request.META.get("CONTENT_LENGTH") or "0", "Content-Length")
+    if length and request.content_type != tus.OFFSET_TYPE:
         raise services.UploadError(
             415, "unsupported_media_type", f"Content-Type は {tus.OFFSET_TYPE} にしてください。"
         )
-    offset = tus.parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
-    length = tus.parse_length(request.META.get("CONTENT_LENGTH") or "0", "Content-Length")
     checksum = tus.parse_checksum(request.headers.get("Upload-Checksum"))
     if offset != upload.offset:
         raise services.UploadError(
@@ -514,7 +514,7 @@ def _done(upload: Upload) -> HttpResponse:
 @router.delete(
     "/uploads/{upload_id}",
     response={204: None, **ERRORS},
-    url_name="upload_detail",
+    url_name="upload_delete",
     summary="tus: アップロードを中止する",
     description="受信済みのデータを削除します。完了したアップロードの通話は削除されません。",
 )

@@ -361,7 +361,12 @@ def _intent(call_id: uuid.UUID, key: str) -> Iterator[Path]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, json.dumps({"key": key}).encode())
         os.fsync(fd)
-        yield marker
+        try:
+            yield marker
+        except BaseException:
+            if not get_storage().exists(key):  # the failure was cleaned up: nothing to reconcile
+                marker.unlink(missing_ok=True)
+            raise
         marker.unlink(missing_ok=True)
     finally:
         os.close(fd)

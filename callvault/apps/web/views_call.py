@@ -44,6 +44,7 @@ END_REASONS = {
     "shutdown": gettext_lazy("中断 (サーバー停止)"),
     "rtp_timeout": gettext_lazy("RTPタイムアウト (音声が途絶えたため終了)"),
     "ack_timeout": gettext_lazy("接続確認なし (ACKタイムアウト)"),
+    "upload": gettext_lazy("録音ファイルのアップロード"),
 }
 # Badge colours of the design system (app.css: .badge-neutral/-info/-success/-warning/-danger/-live).
 STATE_TONES = {

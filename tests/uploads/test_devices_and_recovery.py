@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def test_a_crash_between_storing_and_committing_leaves_no_orphan(
 
     get_storage().put_file(key, make_audio(audio_dir, "wav", name="x.wav"))
     (data_dir / "uploads" / "pending" / "00000000-0000-0000-0000-000000000001.json").write_text(
-        '{"key": "%s"}' % key
+        json.dumps({"key": key})
     )
     # A committed upload's marker (process died just after the commit) keeps its file.
     monkeypatch.undo()
@@ -106,7 +107,7 @@ def test_a_crash_between_storing_and_committing_leaves_no_orphan(
         kept = device_client(device[1]).post("/api/v1/uploads", {**META, "file": fh}).json()
     rec = Recording.objects.get(call_id=kept["call_id"])
     (data_dir / "uploads" / "pending" / f"{kept['call_id']}.json").write_text(
-        '{"key": "%s"}' % rec.storage_key
+        json.dumps({"key": rec.storage_key})
     )
     assert sweep_uploads() == (0, 1)
     assert [p.name for p in stored_files(data_dir)] == [Path(rec.storage_key).name]

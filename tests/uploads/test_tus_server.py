@@ -48,10 +48,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {**os.environ, "CALLVAULT_DATA_DIR": str(data), "CALLVAULT_UPLOAD_MAX_MB": "2"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     subprocess.run([*CLI, "manage", "migrate", "-v0"], env=env, check=True, timeout=120)
-    subprocess.run(
-        [*CLI, "manage", "shell", "-c", "from callvault.apps.accounts.models import Team; Team.objects.create(name='営業部')"],
-        env=env, check=True, timeout=60,
-    )  # fmt: skip
+    make_team = "from callvault.apps.accounts.models import Team; Team.objects.create(name='営業部')"
+    subprocess.run([*CLI, "manage", "shell", "-c", make_team], env=env, check=True, timeout=60)
     token = subprocess.run(
         [*CLI, "manage", "create_device", "テスト端末", "--team", "営業部"],
         env=env, check=True, capture_output=True, text=True, timeout=60,

@@ -113,3 +113,10 @@ def test_a_crash_between_storing_and_committing_leaves_no_orphan(
     assert [p.name for p in stored_files(data_dir)] == [Path(rec.storage_key).name]
     assert list((data_dir / "uploads" / "pending").iterdir()) == []
     assert Call.objects.count() == calls + 1
+
+
+def test_the_device_pages_speak_english_on_request(cast: Cast) -> None:
+    client = admin_browser(cast)
+    client.cookies["django_language"] = "en"
+    html = client.get("/admin/devices/", headers={"Accept-Language": "en"}).content.decode()
+    assert "Recording devices" in html and "Register a device" in html and "録音端末" not in html

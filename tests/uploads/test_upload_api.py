@@ -290,3 +290,19 @@ def test_without_a_device_or_team_the_lines_assign_the_call(
     body = post(client, make_audio(audio_dir, "wav"), callee="301").json()
     call = Call.objects.get(pk=body["call_id"])
     assert (call.team_id, call.agent_id) == (cast.team_b.pk, cast.outsider.pk)
+
+
+@pytest.mark.parametrize(("layout", "left_lane"), [("", "左チャンネル"), ("callee_left", "担当者"), ("caller_left", "顧客")])
+def test_the_player_labels_stereo_uploads_by_their_layout_never_by_guess(
+    layout: str, left_lane: str, cast: Cast, device: tuple[Device, str], data_dir: Path, audio_dir: Path
+) -> None:
+    fields = {"callee_name": "山本", "caller_name": "顧客 太郎"}
+    if layout:
+        fields["layout"] = layout
+    body = post(device_client(device[1]), make_audio(audio_dir, "wav", channels=2), **fields).json()
+    browser = Client()
+    browser.force_login(cast.member)
+    html = browser.get(f"/calls/{body['call_id']}/").content.decode()
+    assert 'data-channel="0"' in html  # stereo: each side can be muted
+    lane = html.split('class="cv-lane cv-lane--left">', 1)[1].split("</span>", 1)[0]
+    assert left_lane in lane

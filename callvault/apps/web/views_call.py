@@ -372,15 +372,22 @@ def _player(request: HttpRequest, call: Call, rec: Recording, parties: tuple[Par
     token = playback.issue_listen_token(request.user, call)
     original_format = "opus" if ext == "opus" else "original"
     caller, callee = parties
+    left, right = caller.side or caller.role, callee.side or callee.role
+    left_name, right_name = caller.name or caller.number, callee.name or callee.number
+    sides = rec.channel_map or {}
+    if sides.get("left") == "callee":  # an upload recorded with the callee on the left
+        left, right, left_name, right_name = right, left, right_name, left_name
+    elif sides.get("left") == "unknown":  # an upload that did not say: never guess who is where
+        left, right, left_name, right_name = _("左チャンネル"), _("右チャンネル"), "", ""
     return {
         "duration": rec.duration,
         "duration_text": notes.format_offset(rec.duration),
         "channels": rec.channels,
         "stereo": rec.channels == 2,
-        "left": caller.side or caller.role,
-        "left_name": caller.name or caller.number,
-        "right": callee.side or callee.role,
-        "right_name": callee.name or callee.number,
+        "left": left,
+        "left_name": left_name,
+        "right": right,
+        "right_name": right_name,
         "sources": [
             {
                 "url": f"{audio}?format={original_format}&listen={token}",

@@ -292,7 +292,9 @@ def test_without_a_device_or_team_the_lines_assign_the_call(
     assert (call.team_id, call.agent_id) == (cast.team_b.pk, cast.outsider.pk)
 
 
-@pytest.mark.parametrize(("layout", "left_lane"), [("", "左チャンネル"), ("callee_left", "担当者"), ("caller_left", "顧客")])
+@pytest.mark.parametrize(
+    ("layout", "left_lane"), [("", "左チャンネル"), ("callee_left", "担当者"), ("caller_left", "顧客")]
+)
 def test_the_player_labels_stereo_uploads_by_their_layout_never_by_guess(
     layout: str, left_lane: str, cast: Cast, device: tuple[Device, str], data_dir: Path, audio_dir: Path
 ) -> None:

@@ -308,3 +308,14 @@ def test_the_player_labels_stereo_uploads_by_their_layout_never_by_guess(
     assert 'data-channel="0"' in html  # stereo: each side can be muted
     lane = html.split('class="cv-lane cv-lane--left">', 1)[1].split("</span>", 1)[0]
     assert left_lane in lane
+
+
+def test_errors_speak_english_on_request(device: tuple[Device, str], data_dir: Path, audio_dir: Path) -> None:
+    fake = audio_dir / "call.wav"
+    fake.write_text("not audio at all " * 100)
+    client = device_client(device[1])
+    client.cookies["django_language"] = "en"  # the language switch (Accept-Language is ignored)
+    with fake.open("rb") as fh:
+        response = client.post(URL, {**META, "file": fh})
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("This is not a readable audio file")

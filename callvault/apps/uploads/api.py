@@ -247,9 +247,11 @@ def upload_create(
 def _one_shot(request: HttpRequest, form: UploadForm, file: NinjaFile | None) -> Any:
     origin = _origin(request, "api")
     if file is None:
-        raise services.bad("file", "file (音声ファイル) がありません。multipart/form-data で送ってください。")
+        raise services.bad(
+            "file", _("file (音声ファイル) がありません。multipart/form-data で送ってください。")
+        )
     if file.size is not None and file.size > settings.UPLOAD_MAX_BYTES:
-        raise services.UploadError(413, "payload_too_large", "ファイルが大きすぎます。", "file")
+        raise services.UploadError(413, "payload_too_large", _("ファイルが大きすぎます。"), "file")
     raw = _metadata_dict(form)
     raw["filename"] = os.path.basename(file.name or "")[:255]
     info = services.parse_info(raw)
@@ -290,7 +292,7 @@ def _private_copy(file: NinjaFile) -> Any:
 def _tus_create(request: HttpRequest) -> HttpResponse:
     if "Upload-Defer-Length" in request.headers:
         raise services.UploadError(
-            400, "defer_length", "Upload-Defer-Length には対応していません。", "Upload-Defer-Length"
+            400, "defer_length", _("Upload-Defer-Length には対応していません。"), "Upload-Defer-Length"
         )
     length = tus.parse_length(request.headers.get("Upload-Length"), "Upload-Length")
     metadata = tus.parse_metadata(request.headers.get("Upload-Metadata"))
@@ -446,33 +448,35 @@ def upload_patch(request: HttpRequest, upload_id: UUID) -> HttpResponse:
 def _patch(request: HttpRequest, upload: Upload) -> HttpResponse:
     if upload.state in (UploadState.EXPIRED, UploadState.CANCELLED):
         raise services.UploadError(
-            410, "upload_gone", "このアップロードは期限切れか中止済みです。最初からやり直してください。"
+            410, "upload_gone", _("このアップロードは期限切れか中止済みです。最初からやり直してください。")
         )
     if upload.state == UploadState.FAILED:
         raise services.UploadError(
-            422, upload.error_code or "failed", upload.error or "失敗しました。", "file"
+            422, upload.error_code or "failed", upload.error or _("失敗しました。"), "file"
         )
     offset = tus.parse_length(request.headers.get("Upload-Offset"), "Upload-Offset")
     length = tus.parse_length(request.META.get("CONTENT_LENGTH") or "0", "Content-Length")
     if length and request.content_type != tus.OFFSET_TYPE:
         raise services.UploadError(
-            415, "unsupported_media_type", f"Content-Type は {tus.OFFSET_TYPE} にしてください。"
+            415,
+            "unsupported_media_type",
+            _("Content-Type は %(type)s にしてください。") % {"type": tus.OFFSET_TYPE},
         )
     checksum = tus.parse_checksum(request.headers.get("Upload-Checksum"))
     if offset != upload.offset:
         raise services.UploadError(
             409,
             "offset_mismatch",
-            f"Upload-Offset がサーバーの値 ({upload.offset}) と違います。",
+            _("Upload-Offset がサーバーの値 (%(offset)s) と違います。") % {"offset": upload.offset},
             "Upload-Offset",
         )
     if upload.state == UploadState.COMPLETE:
         if length:
-            raise services.UploadError(409, "upload_complete", "このアップロードはすでに完了しています。")
+            raise services.UploadError(409, "upload_complete", _("このアップロードはすでに完了しています。"))
         return _done(upload)
     if offset + length > upload.length:
         raise services.UploadError(
-            413, "payload_too_large", "Upload-Length を超えて送ろうとしています。", "Content-Length"
+            413, "payload_too_large", _("Upload-Length を超えて送ろうとしています。"), "Content-Length"
         )
     if length:
         tus.append(upload, request, offset, length, checksum)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 # container name as FFmpeg reports it -> {codec: stored extension}
 _PCM_WAV = {
     "pcm_s16le",
@@ -74,7 +76,7 @@ def validate_audio(path: Path, *, max_seconds: float, min_bytes_per_second: floa
 
     size = path.stat().st_size
     if size == 0:
-        raise AudioRejected("empty_file", "ファイルが空です (0 バイト)。")
+        raise AudioRejected("empty_file", _("ファイルが空です (0 バイト)。"))
     # The most audio this file may decode to.
     cap = max_seconds
     if min_bytes_per_second > 0:
@@ -83,7 +85,8 @@ def validate_audio(path: Path, *, max_seconds: float, min_bytes_per_second: floa
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise AudioRejected(
-            "not_audio", f"音声ファイルとして読み取れません ({FORMAT_NAMES} に対応)。"
+            "not_audio",
+            _("音声ファイルとして読み取れません (%(formats)s に対応)。") % {"formats": FORMAT_NAMES},
         ) from exc
     with container:
         fmt = container.format.name
@@ -91,43 +94,53 @@ def validate_audio(path: Path, *, max_seconds: float, min_bytes_per_second: floa
         if codecs is None:
             raise AudioRejected(
                 "unsupported_format",
-                f"対応していない形式です (検出: {fmt})。{FORMAT_NAMES} のファイルを送ってください。",
+                _("対応していない形式です (検出: %(fmt)s)。%(formats)s のファイルを送ってください。")
+                % {"fmt": fmt, "formats": FORMAT_NAMES},
             )
         if any(s.type == "video" for s in container.streams):
             raise AudioRejected(
-                "has_video", "映像を含むファイルは受け付けません。音声だけのファイルを送ってください。"
+                "has_video", _("映像を含むファイルは受け付けません。音声だけのファイルを送ってください。")
             )
         audio = list(container.streams.audio)
         if len(audio) != 1:
             raise AudioRejected(
                 "stream_count",
-                f"音声ストリームが {len(audio)} 本あります。1 本だけのファイルにしてください。",
+                _("音声ストリームが %(n)s 本あります。1 本だけのファイルにしてください。")
+                % {"n": len(audio)},
             )
         stream = audio[0]
         ctx = stream.codec_context
         codec = ctx.name
         if codec not in codecs:
             raise AudioRejected(
-                "unsupported_codec", f"この形式 ({fmt}) では対応していないコーデックです: {codec}。"
+                "unsupported_codec",
+                _("この形式 (%(fmt)s) では対応していないコーデックです: %(codec)s。")
+                % {"fmt": fmt, "codec": codec},
             )
         declared = _declared_seconds(container, stream)
         if declared is not None and declared > max_seconds:
             raise AudioRejected(
                 "too_long",
-                f"録音が長すぎます (ファイル上の長さ {declared:.0f} 秒、上限 {max_seconds:.0f} 秒)。",
+                _("録音が長すぎます (ファイル上の長さ %(declared).0f 秒、上限 %(max).0f 秒)。")
+                % {"declared": declared, "max": max_seconds},
             )
         samples, rate, channels = _decode_all(container, stream, cap, max_seconds, size)
     if channels not in (1, 2):
-        raise AudioRejected("channels", f"チャンネル数 {channels} には対応していません (1 または 2)。")
+        raise AudioRejected(
+            "channels", _("チャンネル数 %(n)s には対応していません (1 または 2)。") % {"n": channels}
+        )
     duration = samples / rate if rate else 0.0
     if declared is not None and fmt in EXACT_LENGTH and abs(declared - duration) > max(0.5, declared * 0.02):
         raise AudioRejected(
             "corrupt",
-            f"音声データが壊れています (ファイル上の長さ {declared:.1f} 秒に対し、"
-            f"デコードできたのは {duration:.1f} 秒です)。",
+            _(
+                "音声データが壊れています (ファイル上の長さ %(declared).1f 秒に対し、"
+                "デコードできたのは %(decoded).1f 秒です)。"
+            )
+            % {"declared": declared, "decoded": duration},
         )
     if duration < MIN_SECONDS:
-        raise AudioRejected("no_audio", "音声が入っていません (長さ 0.1 秒未満)。")
+        raise AudioRejected("no_audio", _("音声が入っていません (長さ 0.1 秒未満)。"))
     return AudioInfo(
         ext=codecs[codec],
         container=fmt,
@@ -167,23 +180,29 @@ def _decode_all(
                 elif int(frame.sample_rate) != rate or int(frame.layout.nb_channels) != channels:
                     raise AudioRejected(
                         "format_changes",
-                        "途中でサンプリング周波数かチャンネル数が変わるファイルには対応していません。",
+                        _("途中でサンプリング周波数かチャンネル数が変わるファイルには対応していません。"),
                     )
                 samples += int(frame.samples)
                 if limit_samples is not None and samples > limit_samples:
                     if cap < max_seconds:
                         raise AudioRejected(
                             "decompression_bomb",
-                            f"ファイルの大きさ ({size:,} バイト) に対して音声が長すぎます"
-                            f" ({cap:.0f} 秒を超えました)。圧縮爆弾の可能性があるため受け付けません。",
+                            _(
+                                "ファイルの大きさ (%(size)s バイト) に対して音声が長すぎます (%(cap).0f 秒を"
+                                "超えました)。圧縮爆弾の可能性があるため受け付けません。"
+                            )
+                            % {"size": f"{size:,}", "cap": cap},
                         )
                     raise AudioRejected(
-                        "too_long", f"録音が長すぎます (上限 {max_seconds:.0f} 秒を超えました)。"
+                        "too_long",
+                        _("録音が長すぎます (上限 %(max).0f 秒を超えました)。") % {"max": max_seconds},
                     )
     except av.error.FFmpegError as exc:
         raise AudioRejected(
-            "corrupt", f"音声データが壊れています (デコードできない箇所があります: {type(exc).__name__})。"
+            "corrupt",
+            _("音声データが壊れています (デコードできない箇所があります: %(error)s)。")
+            % {"error": type(exc).__name__},
         ) from exc
     if not rate:
-        raise AudioRejected("no_audio", "音声が入っていません (デコードできるフレームがありません)。")
+        raise AudioRejected("no_audio", _("音声が入っていません (デコードできるフレームがありません)。"))
     return samples, rate, channels

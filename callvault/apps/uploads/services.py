@@ -35,6 +35,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from callvault.apps.accounts.models import Membership, Team, TeamRole
 from callvault.apps.accounts.services import assign_call
@@ -143,7 +144,11 @@ def _text(raw: dict[str, Any], *names: str, limit: int = MAX_TEXT) -> tuple[str,
         if not text:
             continue
         if len(text) > limit or any(ord(ch) < 32 for ch in text):
-            raise bad(name, f"{name} の値が長すぎるか、制御文字を含んでいます ({limit} 文字まで)。")
+            raise bad(
+                name,
+                _("%(name)s の値が長すぎるか、制御文字を含んでいます (%(limit)s 文字まで)。")
+                % {"name": name, "limit": limit},
+            )
         return text, name
     return "", names[0]
 
@@ -158,15 +163,19 @@ def parse_started_at(text: str, param: str = "started_at") -> datetime:
     except ValueError:
         raise bad(
             param,
-            f"{param} は日時 (例: 2026-11-27T14:05:00+09:00 または 2026/11/27 14:05:00) で指定してください。",
+            _(
+                "%(param)s は日時 (例: 2026-11-27T14:05:00+09:00 または 2026/11/27 14:05:00) "
+                "で指定してください。"
+            )
+            % {"param": param},
         ) from None
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, timezone.get_default_timezone())
     now = timezone.now()
     if parsed > now + timedelta(days=1):
-        raise bad(param, f"{param} が未来の日時です。端末の時計を確認してください。")
+        raise bad(param, _("%(param)s が未来の日時です。端末の時計を確認してください。") % {"param": param})
     if parsed.year < 1990:
-        raise bad(param, f"{param} が古すぎます (1990 年以降)。")
+        raise bad(param, _("%(param)s が古すぎます (1990 年以降)。") % {"param": param})
     return parsed
 
 
@@ -192,12 +201,12 @@ def parse_info(raw: dict[str, Any], *, default_started_at: datetime | None = Non
     elif default_started_at is not None:
         started_at = default_started_at
     else:
-        raise bad("started_at", "started_at (通話の開始日時) は必須です。")
+        raise bad("started_at", _("started_at (通話の開始日時) は必須です。"))
     direction_text, direction_name = _text(raw, "direction", "方向", "発着信", "種別", "発着")
     direction = DIRECTIONS.get(direction_text.lower())
     if direction is None:
         raise bad(
-            direction_name, "direction は in (着信)、out (発信)、internal (内線)、unknown のいずれかです。"
+            direction_name, _("direction は in (着信)、out (発信)、internal (内線)、unknown のいずれかです。")
         )
     duration_text, duration_name = _text(raw, "duration", "通話時間", "秒数", limit=20)
     duration: float | None = None
@@ -206,16 +215,18 @@ def parse_info(raw: dict[str, Any], *, default_started_at: datetime | None = Non
             duration = _parse_duration(duration_text)
         except ValueError:
             raise bad(
-                duration_name, "duration は秒数 (例: 65.2) または 時:分:秒 で指定してください。"
+                duration_name, _("duration は秒数 (例: 65.2) または 時:分:秒 で指定してください。")
             ) from None
         if not 0 <= duration <= settings.UPLOAD_MAX_SECONDS:
-            raise bad(duration_name, f"duration は 0〜{settings.UPLOAD_MAX_SECONDS} 秒です。")
+            raise bad(
+                duration_name, _("duration は 0〜%(max)s 秒です。") % {"max": settings.UPLOAD_MAX_SECONDS}
+            )
     layout, layout_name = _text(raw, "layout", "channel_layout", limit=20)
     if layout and layout not in LAYOUTS:
-        raise bad(layout_name, "layout は caller_left (左 = 発信者) か callee_left (左 = 着信者) です。")
+        raise bad(layout_name, _("layout は caller_left (左 = 発信者) か callee_left (左 = 着信者) です。"))
     client_id, client_name = _text(raw, "client_upload_id", "upload_id", limit=100)
     if client_id and not CLIENT_ID_RE.fullmatch(client_id):
-        raise bad(client_name, "client_upload_id は英数字と ._:@/+=- だけの 100 文字以内です。")
+        raise bad(client_name, _("client_upload_id は英数字と ._:@/+=- だけの 100 文字以内です。"))
     caller, _n = _text(raw, "caller", "from", "caller_number", "発信者番号", "発信元", "発信番号", limit=64)
     callee, _n = _text(
         raw, "callee", "to", "callee_number", "着信者番号", "着信先", "相手番号", "着信番号", limit=64
@@ -254,7 +265,7 @@ def _parse_duration(text: str) -> float:
 def _user_by_name(name: str, param: str = "user") -> Any:
     user = get_user_model().objects.filter(username=name, is_active=True).first()
     if user is None:
-        raise bad(param, "指定されたユーザーは、このアップロードの割り当て先として使えません。")
+        raise bad(param, _("指定されたユーザーは、このアップロードの割り当て先として使えません。"))
     return user
 
 
@@ -263,7 +274,7 @@ def _team_by_name(name: str) -> Team:
     if team is None and name.isdigit():
         team = Team.objects.filter(pk=int(name)).first()
     if team is None:
-        raise bad("team", "指定されたチームは、このアップロードの割り当て先として使えません。")
+        raise bad("team", _("指定されたチームは、このアップロードの割り当て先として使えません。"))
     return team
 
 
@@ -293,7 +304,7 @@ def resolve_assignment(call: Call, info: CallInfo, origin: Origin) -> None:
             team = device.line.team
             agent = device.line.user or agent
         if info.team and info.team not in (team.name, str(team.pk)):
-            raise bad("team", "この端末はほかのチームの通話をアップロードできません。")
+            raise bad("team", _("この端末はほかのチームの通話をアップロードできません。"))
     elif origin.user is not None and not is_admin(origin.user):
         supervised = list(
             Team.objects.filter(
@@ -303,17 +314,17 @@ def resolve_assignment(call: Call, info: CallInfo, origin: Origin) -> None:
         if info.team:
             team = next((t for t in supervised if info.team in (t.name, str(t.pk))), None)
             if team is None:
-                raise bad("team", "指定されたチームは、このアップロードの割り当て先として使えません。")
+                raise bad("team", _("指定されたチームは、このアップロードの割り当て先として使えません。"))
         elif len(supervised) == 1:
             team = supervised[0]
         else:
-            raise bad("team", "複数のチームを担当しているため、team (チーム名) を指定してください。")
+            raise bad("team", _("複数のチームを担当しているため、team (チーム名) を指定してください。"))
     elif info.team:
         team = _team_by_name(info.team)
     if info.user:
         user = _user_by_name(info.user)
         if team is not None and not _member_of(user, team):
-            raise bad("user", "指定されたユーザーは、このアップロードの割り当て先として使えません。")
+            raise bad("user", _("指定されたユーザーは、このアップロードの割り当て先として使えません。"))
         if team is None:
             teams = list(Membership.objects.filter(user=user).values_list("team_id", flat=True))
             if len(teams) == 1:
@@ -414,7 +425,7 @@ def _existing(sha: str, info: CallInfo, origin: Origin) -> Call | None:
             raise UploadError(
                 409,
                 "upload_id_conflict",
-                "この client_upload_id は別の内容のファイルですでに使われています。",
+                _("この client_upload_id は別の内容のファイルですでに使われています。"),
                 "client_upload_id",
             )
         if same_id is not None:
@@ -470,7 +481,7 @@ def ingest(path: Path, info: CallInfo, origin: Origin, *, sha: str | None = None
         try:
             local = storage.local_path(key)
             if local is not None and sha256_of(local) != sha:
-                raise UploadError(500, "storage_mismatch", "保存したファイルのハッシュが一致しません。")
+                raise UploadError(500, "storage_mismatch", _("保存したファイルのハッシュが一致しません。"))
             with transaction.atomic():
                 _save(call, info, origin, audio, key, sha)
         except IntegrityError:

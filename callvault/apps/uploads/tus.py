@@ -30,6 +30,7 @@ from typing import IO, Any
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from callvault.apps.uploads.models import Upload, UploadState
 from callvault.apps.uploads.services import UploadError, staging_dir
@@ -62,7 +63,10 @@ def check_version(request: HttpRequest) -> None:
     version = request.headers.get("Tus-Resumable")
     if version is not None and version.strip() != VERSION:
         raise UploadError(
-            412, "tus_version", f"対応している tus のバージョンは {VERSION} だけです。", "Tus-Resumable"
+            412,
+            "tus_version",
+            _("対応している tus のバージョンは %(v)s だけです。") % {"v": VERSION},
+            "Tus-Resumable",
         )
 
 
@@ -75,7 +79,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
     if not header:
         return {}
     if len(header) > MAX_METADATA:
-        raise UploadError(400, "invalid_metadata", "Upload-Metadata が長すぎます。", "Upload-Metadata")
+        raise UploadError(400, "invalid_metadata", _("Upload-Metadata が長すぎます。"), "Upload-Metadata")
     out: dict[str, str] = {}
     for item in header.split(","):
         item = item.strip()
@@ -84,7 +88,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
         key, _sep, encoded = item.partition(" ")
         if not key or not key.isascii() or not key.isprintable() or key in out:
             raise UploadError(
-                400, "invalid_metadata", "Upload-Metadata のキーが正しくありません。", "Upload-Metadata"
+                400, "invalid_metadata", _("Upload-Metadata のキーが正しくありません。"), "Upload-Metadata"
             )
         try:
             value = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
@@ -92,7 +96,8 @@ def parse_metadata(header: str | None) -> dict[str, str]:
             raise UploadError(
                 400,
                 "invalid_metadata",
-                f"Upload-Metadata の {key} の値は UTF-8 を Base64 にしたものにしてください。",
+                _("Upload-Metadata の %(key)s の値は UTF-8 を Base64 にしたものにしてください。")
+                % {"key": key},
                 "Upload-Metadata",
             ) from None
         out[key] = value
@@ -101,7 +106,9 @@ def parse_metadata(header: str | None) -> dict[str, str]:
 
 def parse_length(value: str | None, name: str) -> int:
     if value is None or not value.strip().isdigit() or len(value.strip()) > 18:
-        raise UploadError(400, "invalid_header", f"{name} は 0 以上の整数で指定してください。", name)
+        raise UploadError(
+            400, "invalid_header", _("%(name)s は 0 以上の整数で指定してください。") % {"name": name}, name
+        )
     return int(value.strip())
 
 
@@ -110,12 +117,13 @@ def check_size(length: int) -> None:
         raise UploadError(
             413,
             "payload_too_large",
-            f"ファイルが大きすぎます (上限 {settings.UPLOAD_MAX_BYTES // (1024 * 1024)} MB)。",
+            _("ファイルが大きすぎます (上限 %(mb)s MB)。")
+            % {"mb": settings.UPLOAD_MAX_BYTES // (1024 * 1024)},
             "Upload-Length",
         )
     if length == 0:
         raise UploadError(
-            400, "invalid_header", "空のファイル (0 バイト) は受け付けません。", "Upload-Length"
+            400, "invalid_header", _("空のファイル (0 バイト) は受け付けません。"), "Upload-Length"
         )
 
 
@@ -134,18 +142,19 @@ def parse_checksum(header: str | None) -> Checksum | None:
         raise UploadError(
             400,
             "checksum_algorithm",
-            f"Upload-Checksum のアルゴリズムは {', '.join(CHECKSUMS)} のいずれかです。",
+            _("Upload-Checksum のアルゴリズムは %(names)s のいずれかです。")
+            % {"names": ", ".join(CHECKSUMS)},
             "Upload-Checksum",
         )
     try:
         digest = base64.b64decode(encoded.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise UploadError(
-            400, "invalid_header", "Upload-Checksum の値は Base64 です。", "Upload-Checksum"
+            400, "invalid_header", _("Upload-Checksum の値は Base64 です。"), "Upload-Checksum"
         ) from None
     if len(digest) != CHECKSUMS[algorithm]().digest_size:
         raise UploadError(
-            400, "invalid_header", "Upload-Checksum の長さが正しくありません。", "Upload-Checksum"
+            400, "invalid_header", _("Upload-Checksum の長さが正しくありません。"), "Upload-Checksum"
         )
     return Checksum(algorithm, digest)
 
@@ -178,7 +187,7 @@ def locked(upload: Upload) -> Iterator[IO[bytes]]:
         fh = path.open("r+b")
     except FileNotFoundError:
         raise UploadError(
-            410, "upload_gone", "このアップロードのデータはもうありません。最初からやり直してください。"
+            410, "upload_gone", _("このアップロードのデータはもうありません。最初からやり直してください。")
         ) from None
     with fh:
         try:
@@ -187,7 +196,7 @@ def locked(upload: Upload) -> Iterator[IO[bytes]]:
             raise UploadError(
                 423,
                 "upload_locked",
-                "このアップロードには別の PATCH が進行中です。終わってから再開してください。",
+                _("このアップロードには別の PATCH が進行中です。終わってから再開してください。"),
             ) from None
         yield fh
 
@@ -200,7 +209,7 @@ def append(upload: Upload, request: HttpRequest, offset: int, length: int, check
             raise UploadError(
                 409,
                 "offset_mismatch",
-                f"Upload-Offset がサーバーの値 ({upload.offset}) と違います。",
+                _("Upload-Offset がサーバーの値 (%(offset)s) と違います。") % {"offset": upload.offset},
                 "Upload-Offset",
             )
         fh.seek(offset)
@@ -223,12 +232,14 @@ def append(upload: Upload, request: HttpRequest, offset: int, length: int, check
                 fh.truncate(offset)
                 if received < length:
                     raise UploadError(
-                        400, "incomplete_body", "本文が途中で終わりました。同じ位置から送り直してください。"
+                        400,
+                        "incomplete_body",
+                        _("本文が途中で終わりました。同じ位置から送り直してください。"),
                     )
                 raise UploadError(
                     460,
                     "checksum_mismatch",
-                    "Upload-Checksum が一致しません。このチャンクを送り直してください。",
+                    _("Upload-Checksum が一致しません。このチャンクを送り直してください。"),
                     "Upload-Checksum",
                 )
         fh.flush()

@@ -133,6 +133,7 @@ def test_the_command_prints_a_summary_and_fails_when_files_were_rejected(tmp_pat
     # the CSV names the member; a fresh installation has no such user: that row is refused
     env: dict[str, Any] = {**os.environ, "CALLVAULT_DATA_DIR": str(tmp_path / "fresh")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("DATABASE_URL", None)  # the embedded default of a fresh installation
     cmd = [sys.executable, "-m", "callvault.cli", "import-audio", str(folder)]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 1, first.stderr

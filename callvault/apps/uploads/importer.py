@@ -136,7 +136,16 @@ def _candidates(root: Path) -> list[Path]:
     return out
 
 
-def import_folder(
+def import_folder(folder: Path, **kwargs: Any) -> Summary:
+    """Import DIR (see the module doc); messages in the installation's language (Japanese)."""
+    from django.conf import settings
+    from django.utils import translation
+
+    with translation.override(settings.LANGUAGE_CODE):
+        return _import_folder(folder, **kwargs)
+
+
+def _import_folder(
     folder: Path,
     *,
     dry_run: bool = False,

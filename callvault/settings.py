@@ -202,6 +202,9 @@ UPLOAD_MAX_SECONDS = env_int("CALLVAULT_UPLOAD_MAX_SECONDS", 4 * 3600, minimum=1
 # Below this average (bytes of file per second of decoded audio) a file is a decompression bomb.
 UPLOAD_MIN_BYTES_PER_SECOND = env_int("CALLVAULT_UPLOAD_MIN_BYTES_PER_SECOND", 100, minimum=0)
 UPLOAD_EXPIRE_HOURS = env_int("CALLVAULT_UPLOAD_EXPIRE_HOURS", 24, minimum=1)
+# Large multipart uploads spill to disk here (the data volume), not to a small /tmp.
+FILE_UPLOAD_TEMP_DIR = str(UPLOADS_DIR / "tmp")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- Jobs ---------------------------------------------------------------------
 # One task API (huey). Embedded default: a queue in a SQLite file under the data

@@ -119,6 +119,10 @@ def test_it_fires_the_same_notifications_as_a_finalized_recording(
     finally:
         recording_ready.disconnect(dispatch_uid="test-upload-ready")
     assert [str(pk) for pk in seen] == [body["call_id"]]
+    from callvault.apps.live.models import LiveEvent
+
+    event = LiveEvent.objects.get(call_id=body["call_id"])  # the open call lists update live
+    assert event.kind == "call.completed" and event.team_id == device[0].team_id
     delivery = Delivery.objects.get()
     assert delivery.event == "call.completed" and str(delivery.call_id) == body["call_id"]
 

@@ -277,4 +277,9 @@ def expire_uploads() -> int:
             if path.stat().st_mtime < cutoff:
                 path.unlink()
                 log.warning("x removed orphan staging file %s", path.name)
+    # Django's temporary files of multipart uploads whose process died mid-request.
+    for path in Path(settings.FILE_UPLOAD_TEMP_DIR or staging_dir()).glob("*.upload*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
     return expired

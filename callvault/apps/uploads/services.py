@@ -453,6 +453,7 @@ def ingest(path: Path, info: CallInfo, origin: Origin, *, sha: str | None = None
             min_bytes_per_second=settings.UPLOAD_MIN_BYTES_PER_SECOND,
         )
     except AudioRejected as exc:
+        log.warning("x upload refused via=%s scope=%s sha256=%s: %s", origin.via, origin.scope, sha, exc.code)
         raise UploadError(422, exc.code, exc.message, "file") from None
     duration = info.duration if info.duration is not None else audio.duration
     call = Call(

@@ -30,7 +30,10 @@ def metadata(**extra: str) -> str:
 
 
 def create(client: Client, length: int, **extra: str) -> Any:
-    return client.post(URL, HTTP_UPLOAD_LENGTH=str(length), HTTP_UPLOAD_METADATA=metadata(**extra), **TUS)
+    # as tus clients send it: no body (the test client's post() would add an empty multipart body)
+    return client.generic(
+        "POST", URL, b"", HTTP_UPLOAD_LENGTH=str(length), HTTP_UPLOAD_METADATA=metadata(**extra), **TUS
+    )
 
 
 def patch(client: Client, location: str, offset: int, chunk: bytes, checksum: str | None = None) -> Any:
@@ -149,7 +152,10 @@ def test_a_patch_at_the_wrong_offset_is_refused(
         "PATCH", location, data[100:], content_type="audio/wav", HTTP_UPLOAD_OFFSET="100", **TUS
     )
     assert not_tus.status_code == 415
-    assert client.post(URL, HTTP_UPLOAD_LENGTH="10", HTTP_TUS_RESUMABLE="0.2.2").status_code == 412
+    assert (
+        client.generic("POST", URL, b"", HTTP_UPLOAD_LENGTH="10", HTTP_TUS_RESUMABLE="0.2.2").status_code
+        == 412
+    )
 
 
 def test_a_corrupt_file_fails_at_the_last_byte_and_says_why(
@@ -179,7 +185,9 @@ def test_creation_checks_size_and_metadata_before_any_byte_is_sent(
     assert create(client, 5000).status_code == 413
     bad_user = create(client, 500, user=cast.outsider.username)
     assert bad_user.status_code == 400 and bad_user.json()["param"] == "user"
-    garbled = client.post(URL, HTTP_UPLOAD_LENGTH="500", HTTP_UPLOAD_METADATA="started_at %%%", **TUS)
+    garbled = client.generic(
+        "POST", URL, b"", HTTP_UPLOAD_LENGTH="500", HTTP_UPLOAD_METADATA="started_at %%%", **TUS
+    )
     assert garbled.status_code == 400 and garbled.json()["param"] == "Upload-Metadata"
     assert not Upload.objects.exists()
 

@@ -237,7 +237,10 @@ def upload_create(
     file: File[NinjaFile | None] = None,
 ) -> Any:
     try:
-        if tus.is_creation(request) and file is None:
+        # tus creation has no form body; a multipart request is always the one-request upload
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        form_body = request.content_type.startswith("multipart/") and length != "0"
+        if file is None and tus.is_creation(request) and not form_body:
             return _tus_create(request)
         return _one_shot(request, form, file)
     except services.UploadError as exc:

@@ -224,3 +224,17 @@ def test_a_recorder_crash_mid_call_gives_the_one_shot_recording_of_what_was_spoo
     _, want = _recording(twin)
     assert rec.call.state == "interrupted"
     assert np.array_equal(got, want)
+
+
+def test_a_second_worker_starting_keeps_the_partial_files_of_a_live_pre_encoder(speech: TwoPartyCall) -> None:
+    call = LiveCall(np.tile(speech.pcm, (2, 1)))
+    encoder = preencode.PreEncoder(settings.SPOOL_DIR)
+    _run(encoder, call, until=T0 + 20)
+    part = encoder.calls[call.key].part
+    assert part.exists()
+    preencode.PreEncoder(settings.SPOOL_DIR).clean_work_dir()  # the other worker's start-up
+    assert part.exists()  # still locked by the live one: left alone
+    call.hang_up()
+    encoder.tick(call.end_t + 0.1)
+    rec, _ = _recording(call.call_id)
+    assert abs(rec.duration - (call.end_t - T0)) < 0.001

@@ -288,8 +288,16 @@ class PreEncoder:
         folder = work_dir()
         folder.mkdir(parents=True, exist_ok=True)
         for path in folder.glob("*.opus.part"):
-            if self._mine(path.name.removesuffix(".opus.part")):
+            key = path.name.removesuffix(".opus.part")
+            if not self._mine(key):
+                continue
+            lock = lock_spool(self.spool_root / key)
+            if lock is None:
+                continue  # a live pre-encoder (another worker on this data dir) is writing it
+            try:
                 path.unlink(missing_ok=True)
+            finally:
+                unlock_spool(lock)
 
     def _mine(self, key: str) -> bool:
         return self.shards <= 1 or zlib.crc32(key.encode()) % self.shards == self.shard

@@ -149,7 +149,12 @@ class CallDetail(CallSummary):
 class CommentIn(Schema):
     text: str = Field(min_length=1, max_length=MAX_COMMENT, description="コメント (4000 文字まで)")
     offset: float | None = Field(
-        None, ge=0, le=10_000_000, allow_inf_nan=False, description="録音の再生位置 (秒)、録音の長さ以内"
+        None,
+        ge=0,
+        le=10_000_000,
+        allow_inf_nan=False,
+        strict=True,
+        description="録音の再生位置 (秒)、録音の長さ以内",
     )
 
 

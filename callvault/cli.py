@@ -271,7 +271,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
             except Exception as exc:  # the call stays visible as pending/failed with the error
                 print(f"callvault import: recording of call {call_id} failed: {exc}", file=sys.stderr)
     summary = {
-        "files": [{"path": f.path, "packets": f.packets, "bytes": f.bytes, "error": f.error} for f in result.files],
+        "files": [
+            {"path": f.path, "packets": f.packets, "bytes": f.bytes, "error": f.error} for f in result.files
+        ],
         "calls_found": result.calls_found,
         "calls_created": result.calls_created,
         "duplicates_skipped": result.duplicates,

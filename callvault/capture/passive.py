@@ -412,7 +412,7 @@ def run_sniffer(interface: str, bpf: str | None, *, stop: Callable[[], bool] | N
         now = time.monotonic()
         if now - last_stats >= STATS_INTERVAL:
             last_stats = now
-            received, dropped, ifdropped = handle.stats()
+            _received, dropped, ifdropped = handle.stats()
             total = dropped + ifdropped
             wall = time.time()
             if total > drops_seen:

@@ -46,7 +46,15 @@ from callvault.sdp import SdpError, SessionDescription
 from callvault.sip.framing import StreamFramer
 from callvault.sip.message import NameAddr, Request, Response, SipParseError, parse_message
 
-__all__ = ["CallAnswered", "CallEnded", "CallStarted", "CallTrack", "CallUpdated", "Channel", "PassiveCapture"]
+__all__ = [
+    "CallAnswered",
+    "CallEnded",
+    "CallStarted",
+    "CallTrack",
+    "CallUpdated",
+    "Channel",
+    "PassiveCapture",
+]
 
 # A stable namespace for call ids derived from (Call-ID, From tag, first INVITE time).
 CALL_NAMESPACE = uuid.UUID("6b0f4f2e-8f1e-5a35-9d7e-6a1c7e0c1a55")
@@ -198,10 +206,7 @@ def _sdp_of(msg: Request | Response) -> SessionDescription | None:
 def _payload_types(sdp: SessionDescription, index: int) -> dict[str, list[Any]]:
     media = sdp.media[index]
     fmtp = media.fmtp
-    return {
-        str(pt): [m.encoding, m.clock_rate, m.channels, fmtp.get(pt)]
-        for pt, m in media.rtpmap.items()
-    }
+    return {str(pt): [m.encoding, m.clock_rate, m.channels, fmtp.get(pt)] for pt, m in media.rtpmap.items()}
 
 
 def _audio_types(sdp: SessionDescription | None) -> dict[str, list[Any]]:
@@ -237,6 +242,7 @@ class PassiveCapture:
         self.active: dict[str, CallTrack] = {}  # our call id -> call, not ended
         self._ended: deque[CallTrack] = deque()  # kept a while for retransmissions
         self._media: dict[tuple[str, int], Channel] = {}  # receive address -> channel
+        self._after_end: dict[tuple[str, int], str] = {}  # addresses of ended calls (bounded)
         self._fast: dict[bytes, Channel] = {}
         self._fast_off: dict[int, int] = dict(FIXED_L2)
         self._tcp_sip: dict[tuple[str, int, str, int], _TcpSip] = {}
@@ -351,9 +357,13 @@ class PassiveCapture:
         if pkt is None:
             return
         if type(pkt) is Datagram:
-            ch = self._media.get((pkt.dst, pkt.dport))
+            address = (pkt.dst, pkt.dport)
+            ch = self._media.get(address)
             if ch is not None:
                 self._rtp(ch, ts, pkt, frame, lt)
+                return
+            if address in self._after_end:
+                self.stats["rtp_after_end"] += 1  # the dialog has ended: not recorded
                 return
             payload = pkt.payload
             space = payload.find(b" ", 0, 12)
@@ -497,10 +507,17 @@ class PassiveCapture:
                 elif status in (401, 407):
                     call.challenged_ts = ts
                 elif status >= 300:
-                    reason = "cancel" if status == 487 or call.cancel_ts is not None else "busy" if status in (
-                        486,
-                        600,
-                    ) else "rejected"
+                    reason = (
+                        "cancel"
+                        if status == 487 or call.cancel_ts is not None
+                        else "busy"
+                        if status
+                        in (
+                            486,
+                            600,
+                        )
+                        else "rejected"
+                    )
                     self._end(call, ts, reason, status)
                     return
             elif sdp is not None and 200 <= status < 300 and method in ("INVITE", "UPDATE"):
@@ -561,8 +578,20 @@ class PassiveCapture:
             except SipParseError:
                 callee_no = ""
         call.participants = [
-            {"participant_id": "caller", "aor": caller_aor, "name": caller_name, "number": caller_no, "role": "caller"},
-            {"participant_id": "callee", "aor": callee_aor, "name": callee_name, "number": callee_no, "role": "callee"},
+            {
+                "participant_id": "caller",
+                "aor": caller_aor,
+                "name": caller_name,
+                "number": caller_no,
+                "role": "caller",
+            },
+            {
+                "participant_id": "callee",
+                "aor": callee_aor,
+                "name": callee_name,
+                "number": callee_no,
+                "role": "callee",
+            },
         ]
         self._calls.setdefault(msg.call_id, []).append(call)
         self.active[call.call_id] = call
@@ -598,7 +627,9 @@ class PassiveCapture:
         audio = next(
             (i for i, m in enumerate(sdp.media) if m.media.lower() == "audio" and not m.disabled), None
         )
-        image = next((i for i, m in enumerate(sdp.media) if m.media.lower() == "image" and not m.disabled), None)
+        image = next(
+            (i for i, m in enumerate(sdp.media) if m.media.lower() == "image" and not m.disabled), None
+        )
         ch = call.channels[CALLEE if side == CALLER else CALLER]
         direction = "sendrecv"
         if audio is not None:
@@ -610,7 +641,9 @@ class PassiveCapture:
             types = {**_audio_types(sender), **_payload_types(sdp, audio)}
             codec = next((str(t[0]) for t in types.values() if str(t[0]).lower() not in NON_AUDIO), "")
             audio_types = [t for t in types.values() if str(t[0]).lower() not in NON_AUDIO]
-            unsupported = bool(audio_types) and not any(is_supported(str(t[0]), int(t[1])) for t in audio_types)
+            unsupported = bool(audio_types) and not any(
+                is_supported(str(t[0]), int(t[1])) for t in audio_types
+            )
             if address and address not in ("0.0.0.0", "::") and port:
                 self._route(ch, (address, port))
             record = {
@@ -631,8 +664,18 @@ class PassiveCapture:
         elif image is not None:
             # T.38 fax (UDPTL, not RTP): keep the call, mark the stream unsupported
             record = {
-                **(ch.record or {"index": ch.index, "label": "", "stream_id": "", "role": ch.role,
-                                 "participant_id": ch.role, "payload_types": {}, "local_port": None}),
+                **(
+                    ch.record
+                    or {
+                        "index": ch.index,
+                        "label": "",
+                        "stream_id": "",
+                        "role": ch.role,
+                        "participant_id": ch.role,
+                        "payload_types": {},
+                        "local_port": None,
+                    }
+                ),
                 "codec": "T.38",
                 "unsupported": True,
                 "remote": sdp.connection_address(image) or "",
@@ -655,6 +698,7 @@ class PassiveCapture:
         call.hold = hold
 
     def _route(self, ch: Channel, address: tuple[str, int]) -> None:
+        self._after_end.pop(address, None)
         owner = self._media.get(address)
         if owner is ch:
             return
@@ -679,7 +723,11 @@ class PassiveCapture:
         call.end_reason = reason
         call.end_status = status
         for ch in call.channels:
+            for address in ch.endpoints:
+                self._after_end[address] = call.call_id
             self._drop_routes(ch)
+        while len(self._after_end) > 10000:
+            del self._after_end[next(iter(self._after_end))]
         self.active.pop(call.call_id, None)
         self._ended.append(call)
         record: dict[str, Any] = {"type": "ended", "t": call.ended_ts, "reason": reason}

@@ -245,7 +245,9 @@ class NetDecoder:
         fast = off if ihl == 20 and not frag & 0x3FFF else -1
         if frag & 0x3FFF:  # MF set or offset non-zero
             ident = _u16(frame, off + 4)[0]
-            whole = self.defrag.add((4, src, dst, proto, ident), (frag & 0x1FFF) * 8, bool(frag & 0x2000), payload, ts)
+            whole = self.defrag.add(
+                (4, src, dst, proto, ident), (frag & 0x1FFF) * 8, bool(frag & 0x2000), payload, ts
+            )
             if whole is None:
                 return None
             payload = whole
@@ -295,7 +297,9 @@ class NetDecoder:
                 payload = whole
         return self._transport(nh, src, dst, payload, -1)
 
-    def _transport(self, proto: int, src: str, dst: str, payload: bytes, fast: int) -> Datagram | Segment | None:
+    def _transport(
+        self, proto: int, src: str, dst: str, payload: bytes, fast: int
+    ) -> Datagram | Segment | None:
         if proto == IPPROTO_UDP:
             sport, dport, length = _udp(payload, 0)
             if length < 8 or length > len(payload):
@@ -333,7 +337,9 @@ class _Flow:
 class TcpReassembler:
     """In-order bytes of TCP flows (one direction each); see the module docstring."""
 
-    def __init__(self, *, max_flows: int = 4096, max_waiting: int = 1 << 20, gap_timeout: float = 2.0) -> None:
+    def __init__(
+        self, *, max_flows: int = 4096, max_waiting: int = 1 << 20, gap_timeout: float = 2.0
+    ) -> None:
         self.max_flows = max_flows
         self.max_waiting = max_waiting
         self.gap_timeout = gap_timeout
@@ -411,7 +417,9 @@ class TcpReassembler:
                 progressed = True
         flow.gap_since = None if not flow.waiting else flow.gap_since
 
-    def _skip_gap_if_stuck(self, flow: _Flow, ts: float, out: list[tuple[bytes, bool]], force: bool = False) -> None:
+    def _skip_gap_if_stuck(
+        self, flow: _Flow, ts: float, out: list[tuple[bytes, bool]], force: bool = False
+    ) -> None:
         if not flow.waiting:
             flow.gap_since = None
             return

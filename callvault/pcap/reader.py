@@ -158,7 +158,7 @@ class PcapReader:
         linktype = self._linktype
         try:
             while pos + 16 <= end:
-                sec, frac, incl, orig = unpack(buf, pos)
+                sec, frac, incl, _orig = unpack(buf, pos)
                 if incl > MAX_PACKET:
                     self._pos = pos
                     raise PcapError(
@@ -233,9 +233,7 @@ class PcapReader:
 
     def _iface(self, index: int, pos: int) -> _Interface:
         if index >= len(self._ifaces):
-            raise PcapError(
-                f"corrupt packet block {self._where(pos)}: interface {index} was never described"
-            )
+            raise PcapError(f"corrupt packet block {self._where(pos)}: interface {index} was never described")
         return self._ifaces[index]
 
     def _options(self, buf: bytes, start: int, stop: int) -> Iterator[tuple[int, bytes]]:

@@ -267,6 +267,7 @@ def _streams(call: Call, parties: tuple[Party, Party]) -> list[dict[str, Any]]:
                 "codec": s.codec or "—",
                 "received": f"{s.packets_received:,}",
                 "lost": f"{s.packets_lost:,}",
+                "capture_lost": f"{s.packets_capture_lost:,}" if s.packets_capture_lost else "",
                 "loss": f"{loss * 100:.1f}%" if expected else "—",
                 "loss_warn": loss > LOSS_WARNING,
                 "late": f"{s.packets_late:,}",

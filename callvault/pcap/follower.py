@@ -209,6 +209,12 @@ def _payload_types(sdp: SessionDescription, index: int) -> dict[str, list[Any]]:
     return {str(pt): [m.encoding, m.clock_rate, m.channels, fmtp.get(pt)] for pt, m in media.rtpmap.items()}
 
 
+def _looks_like_sip(payload: bytes) -> bool:
+    """A SIP start line begins here: a method and a space, or ``SIP/2.0 ``."""
+    space = payload.find(b" ", 0, 12)
+    return space > 0 and (payload[:space] in SIP_METHODS or payload.startswith(b"SIP/2.0 "))
+
+
 def _audio_types(sdp: SessionDescription | None) -> dict[str, list[Any]]:
     if sdp is None:
         return {}
@@ -366,8 +372,7 @@ class PassiveCapture:
                 self.stats["rtp_after_end"] += 1  # the dialog has ended: not recorded
                 return
             payload = pkt.payload
-            space = payload.find(b" ", 0, 12)
-            if space > 0 and (payload[:space] in SIP_METHODS or payload.startswith(b"SIP/2.0 ")):
+            if _looks_like_sip(payload):
                 try:
                     msg = parse_message(payload)
                 except SipParseError:
@@ -417,7 +422,7 @@ class PassiveCapture:
         key = (seg.src, seg.sport, seg.dst, seg.dport)
         state = self._tcp_sip.get(key)
         if state is None:
-            if not seg.payload or not _START_LINE.search(seg.payload[:4096]):
+            if not seg.payload or not (_looks_like_sip(seg.payload) or _START_LINE.search(seg.payload[:4096])):
                 self.stats["other_tcp"] += 1
                 return
             state = self._tcp_sip[key] = _TcpSip()

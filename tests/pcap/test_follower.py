@@ -125,7 +125,7 @@ def test_a_reinvite_that_moves_media_is_followed_and_hold_is_journalled() -> Non
     assert True in holds and holds[-1] is False
     _, right = f.packets[f.calls()[0].call.call_id]
     assert [p[12] for _, p in right] == [0x22] * 10 + [0x33] * 10
-    assert [s for s in f.updates()[-1].record["streams"] if s["index"] == 1][0]["remote"] == "192.0.2.30"
+    assert next(s for s in f.updates()[-1].record["streams"] if s["index"] == 1)["remote"] == "192.0.2.30"
 
 
 def test_a_port_reused_by_a_newer_call_belongs_to_the_newer_call() -> None:

@@ -26,7 +26,7 @@ def read_all(data: bytes, chunk: int | None = None) -> tuple[PcapReader, list[tu
 @pytest.mark.parametrize("big", [False, True])
 @pytest.mark.parametrize("nanos", [False, True])
 def test_it_reads_classic_pcap_in_both_byte_orders_and_resolutions(big: bool, nanos: bool) -> None:
-    data = pcap_bytes(zip(TIMES, FRAMES), nanos=nanos, big=big)
+    data = pcap_bytes(zip(TIMES, FRAMES, strict=True), nanos=nanos, big=big)
     reader, records = read_all(data)
     assert [r[2] for r in records] == FRAMES
     assert all(r[1] == LINKTYPE_ETHERNET for r in records)
@@ -35,7 +35,7 @@ def test_it_reads_classic_pcap_in_both_byte_orders_and_resolutions(big: bool, na
 
 
 def test_it_reads_a_file_fed_one_byte_at_a_time() -> None:
-    data = pcap_bytes(zip(TIMES, FRAMES))
+    data = pcap_bytes(zip(TIMES, FRAMES, strict=True))
     _, records = read_all(data, chunk=1)
     assert [r[2] for r in records] == FRAMES
 
@@ -70,7 +70,7 @@ def test_statistics_counters_are_cumulative_per_interface() -> None:
 
 
 def test_a_cut_off_file_reports_how_much_was_read() -> None:
-    data = pcap_bytes(zip(TIMES, FRAMES))
+    data = pcap_bytes(zip(TIMES, FRAMES, strict=True))
     with pytest.raises(
         PcapTruncated, match=r"capture is cut off: 4 packets read, the record at byte \d+ is incomplete"
     ):
@@ -104,7 +104,7 @@ def test_it_rejects_an_empty_file() -> None:
 
 
 def test_a_corrupt_record_length_names_its_byte_offset() -> None:
-    data = bytearray(pcap_bytes(zip(TIMES, FRAMES)))
+    data = bytearray(pcap_bytes(zip(TIMES, FRAMES, strict=True)))
     first = 24
     second = first + 16 + len(FRAMES[0])
     data[second + 8 : second + 12] = (10_000_000).to_bytes(4, "little")

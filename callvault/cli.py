@@ -332,15 +332,16 @@ def _print_import_summary(s: dict[str, Any], *, finalize: bool) -> None:
 def _cmd_sniff(args: argparse.Namespace) -> int:
     import logging
 
-    from callvault.capture.passive import CaptureUnavailable, run_sniffer
+    from callvault.capture.passive import CaptureUnavailable, open_live, run_sniffer
 
-    _migrate()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        return run_sniffer(args.interface, args.filter)
+        handle = open_live(args.interface, args.filter)  # first: a missing capability is the likely problem
     except CaptureUnavailable as exc:
         print(f"callvault sniff: {exc}", file=sys.stderr)
         return 2
+    _migrate()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return run_sniffer(handle, args.interface, args.filter)
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import resource
+import select
 import signal
 import sys
 import time
@@ -327,11 +328,24 @@ def _drops_to_core(core: PassiveCapture, reader: PcapReader) -> None:
 
 
 # ---------------------------------------------------------------------- sniff
+PCAP_ERROR_PERM_DENIED = -8
+_ACTIVATE_ERRORS = {  # pcap_activate(3PCAP)
+    -1: "libpcap error",
+    -4: "the capture handle was already activated",
+    -5: "no such interface",
+    -6: "monitor mode is not supported",
+    -7: "the interface does not support packet capture",
+    -9: "the interface is down",
+    -11: "the requested time stamp precision is not supported",
+}
+
+
 class CaptureUnavailable(Exception):
     """The interface cannot be opened (no such interface, no CAP_NET_RAW, bad filter)."""
 
 
 STATS_INTERVAL = 0.5
+BATCH = 4096
 FLUSH_INTERVAL = 0.5
 
 
@@ -345,16 +359,23 @@ def open_live(interface: str, bpf: str | None, *, buffer_mb: int = 64) -> Any:
         handle.set_promisc(1)
         handle.set_timeout(100)
         handle.set_buffer_size(buffer_mb << 20)
-        handle.activate()
+        status = handle.activate()
     except pcapy.PcapError as exc:
-        text = str(exc)
-        if "ermission" in text or "not permitted" in text:
-            raise CaptureUnavailable(
-                f"cannot capture on {interface}: {text}. Sniffing needs the CAP_NET_RAW capability: run as "
-                "root, or grant it once with `sudo setcap cap_net_raw,cap_net_admin=eip $(readlink -f "
-                ".venv/bin/python)`"
-            ) from None
-        raise CaptureUnavailable(f"cannot capture on {interface}: {text}") from None
+        status, text = None, str(exc)
+    else:
+        text = (
+            _ACTIVATE_ERRORS.get(status, f"libpcap error {status}")
+            if status is not None and status < 0
+            else ""
+        )
+    if status == PCAP_ERROR_PERM_DENIED or "ermission" in text or "not permitted" in text:
+        raise CaptureUnavailable(
+            f"cannot capture on {interface}: permission denied. Sniffing needs the CAP_NET_RAW capability: "
+            "run as root, or grant it once with `sudo setcap cap_net_raw,cap_net_admin=eip "
+            "$(readlink -f .venv/bin/python)`"
+        )
+    if text:
+        raise CaptureUnavailable(f"cannot capture on {interface}: {text}")
     if bpf:
         try:
             handle.setfilter(bpf)
@@ -363,8 +384,13 @@ def open_live(interface: str, bpf: str | None, *, buffer_mb: int = 64) -> Any:
     return handle
 
 
-def run_sniffer(interface: str, bpf: str | None, *, stop: Callable[[], bool] | None = None) -> int:
-    """Capture live until SIGTERM/SIGINT; calls appear in the list as they ring, talk and end."""
+def run_sniffer(
+    handle: Any, interface: str, bpf: str | None, *, stop: Callable[[], bool] | None = None
+) -> int:
+    """Capture live from an :func:`open_live` handle until SIGTERM/SIGINT.
+
+    Calls appear in the list as they ring, talk and end, exactly like SIPREC calls.
+    """
     import struct as _struct
 
     from django.conf import settings
@@ -372,7 +398,6 @@ def run_sniffer(interface: str, bpf: str | None, *, stop: Callable[[], bool] | N
     from callvault.capture.siprec_server import db_update, recover_spools
 
     _raise_fd_limit()
-    handle = open_live(interface, bpf)
     linktype = handle.datalink()
     recover_spools(settings.SPOOL_DIR)
     db = ThreadPoolExecutor(1, thread_name_prefix="callvault-db")
@@ -399,15 +424,22 @@ def run_sniffer(interface: str, bpf: str | None, *, stop: Callable[[], bool] | N
     last_flush = last_stats = time.monotonic()
     drops_seen = 0
     stats_ts = time.time()
+    # Non-blocking reads after select(): libpcap's own timeout does not fire on an idle interface.
+    handle.setnonblock(1)
+    fd = handle.getfd()
     while not stopping and not (stop is not None and stop()):
-        data, packed = handle.next_batch(4096)
-        if packed:
+        select.select([fd], [], [], 0.2)
+        while True:
+            data, packed = handle.next_batch(BATCH)
+            if not packed:
+                break
             core.process(
                 (sec + usec * 1e-6, linktype, data[off : off + caplen])
                 for sec, usec, off, caplen in meta.iter_unpack(packed)
             )
-        else:
-            core.tick(time.time())
+            if len(packed) < BATCH * meta.size:
+                break
+        core.tick(max(core.now, time.time() - 0.2))
         sink.pump()
         now = time.monotonic()
         if now - last_stats >= STATS_INTERVAL:
@@ -419,8 +451,6 @@ def run_sniffer(interface: str, bpf: str | None, *, stop: Callable[[], bool] | N
                 core.report_drops(total - drops_seen, stats_ts, wall)
                 drops_seen = total
             stats_ts = wall
-            core.tick(max(core.now, wall - 0.2))
-            sink.pump()
             sink.complete_settled(wall)
         if now - last_flush >= FLUSH_INTERVAL:
             last_flush = now

@@ -422,7 +422,8 @@ class PassiveCapture:
         key = (seg.src, seg.sport, seg.dst, seg.dport)
         state = self._tcp_sip.get(key)
         if state is None:
-            if not seg.payload or not (_looks_like_sip(seg.payload) or _START_LINE.search(seg.payload[:4096])):
+            payload = seg.payload
+            if not payload or not (_looks_like_sip(payload) or _START_LINE.search(payload[:4096])):
                 self.stats["other_tcp"] += 1
                 return
             state = self._tcp_sip[key] = _TcpSip()

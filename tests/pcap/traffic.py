@@ -31,6 +31,10 @@ def sdp(
     return "\r\n".join(lines) + "\r\n"
 
 
+def host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
 def message(start: str, headers: list[tuple[str, str]], body: str = "") -> bytes:
     raw = body.encode()
     hdrs = [*headers]
@@ -64,7 +68,7 @@ class Dialog:
         if from_a and to_tag:
             to = f"{self.callee};tag={self.to_tag}"
         return [
-            ("Via", f"SIP/2.0/{self.transport} {src[0]}:{src[1]};branch=z9hG4bK{method}{cseq}"),
+            ("Via", f"SIP/2.0/{self.transport} {host(src[0])}:{src[1]};branch=z9hG4bK{method}{cseq}"),
             ("From", frm),
             ("To", to),
             ("Call-ID", self.call_id),
@@ -74,7 +78,7 @@ class Dialog:
 
     def invite(self, body: str = "", *, cseq: int = 1) -> bytes:
         headers = self._common("INVITE", cseq, to_tag=False)
-        headers.append(("Contact", f"<sip:0312345678@{self.a[0]}:{self.a[1]}>"))
+        headers.append(("Contact", f"<sip:0312345678@{host(self.a[0])}:{self.a[1]}>"))
         if self.pai:
             headers.append(("P-Asserted-Identity", self.pai))
         return message("INVITE sip:201@pbx.example.jp SIP/2.0", headers, body)

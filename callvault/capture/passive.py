@@ -62,12 +62,14 @@ class SpoolSink:
         is_known: Callable[[str], bool] = lambda call_id: False,
         on_change: Callable[[Path, bool], None] | None = None,
         fsync: bool = False,
+        sync_new: bool = True,
     ) -> None:
         self.core = core
         self.spool_root = spool_root
         self.is_known = is_known
         self.on_change = on_change  # (spool dir, ended) -> None, e.g. the database update
         self.fsync = fsync
+        self.sync_new = sync_new  # make a new call's spool durable at once (live); an import can be redone
         self.flusher = SpoolFlusher()
         self.open: dict[str, _Open] = {}
         self.waiting: dict[str, _Open] = {}  # ended, waiting for drop statistics
@@ -119,7 +121,8 @@ class SpoolSink:
         try:
             spool = CallSpool(self.spool_root, key, fsync=self.fsync, flusher=self.flusher)
             spool.journal(ev.record)
-            spool.sync()
+            if self.sync_new:
+                spool.sync()
         except SpoolError as exc:
             self.skipped.add(call_id)
             self.errors.append(f"call {ev.call.sip_call_id}: {exc}")
@@ -261,7 +264,7 @@ def import_files(
         fr = FileResult(str(path))
         result.files.append(fr)
         core = PassiveCapture()
-        sink = SpoolSink(core, spool_root, is_known=is_known)
+        sink = SpoolSink(core, spool_root, is_known=is_known, sync_new=False)
         reader = PcapReader()
         try:
             size = path.stat().st_size
@@ -458,6 +461,13 @@ def run_sniffer(
                 sink.flusher.flush_all()
             except SpoolError as exc:
                 log.error("x spool flush failed (kept in memory, retried): %s", exc)
+    received, dropped, ifdropped = handle.stats()
+    log.info(
+        "capture statistics: %d packets received, %d dropped by the kernel, %d dropped by the interface",
+        received,
+        dropped,
+        ifdropped,
+    )
     log.info("stopping: ending %d open call(s)", len(core.active))
     core.finish("shutdown")
     sink.pump()

@@ -232,7 +232,7 @@ def bench_import(tmp: Path, calls: int, concurrent: int, talk: float) -> dict[st
     if proc.returncode != 0:
         raise SystemExit(f"import failed: {proc.stderr[-2000:]}")
     summary = json.loads(proc.stdout)
-    secs, cpu = summary["seconds"], summary["cpu_seconds"]
+    secs, cpu = summary["seconds"], summary["cpu_seconds"] + summary["ingest_cpu_seconds"]
     out = {
         "calls": calls,
         "concurrent": concurrent,

@@ -238,9 +238,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from django.conf import settings
 
     from callvault.apps.calls.models import Call
-    from callvault.apps.recordings.finalize import finalize_call, ingest_spool
-    from callvault.apps.recordings.tasks import enqueue_finalize
-    from callvault.capture.passive import import_files
+    from callvault.apps.recordings.finalize import finalize_call
+    from callvault.capture.passive import BackgroundIngest, import_files
 
     _migrate()
     paths = [Path(f).expanduser() for f in args.files]
@@ -249,19 +248,20 @@ def _cmd_import(args: argparse.Namespace) -> int:
         print(f"callvault import: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
 
-    def on_closed(spool_dir: Path) -> str | None:
-        call_id = ingest_spool(spool_dir, interrupted=False)
-        if call_id and not args.finalize:
-            enqueue_finalize(call_id)
-        return call_id
-
+    ingest = BackgroundIngest(enqueue=not args.finalize)
     result = import_files(
         paths,
         settings.SPOOL_DIR,
         is_known=lambda call_id: Call.objects.filter(pk=call_id).exists(),
-        on_closed=on_closed,
+        on_closed=ingest,
         progress=sys.stderr,
     )
+    started = time.monotonic()
+    result.call_ids, ingest_errors = ingest.close()
+    result.seconds += time.monotonic() - started  # waiting for the last calls to be entered
+    result.calls_created = len(result.call_ids)
+    for error in ingest_errors:
+        print(f"callvault import: could not enter call {error}", file=sys.stderr)
     ready = 0
     if args.finalize:
         for call_id in result.call_ids:
@@ -281,6 +281,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         "bytes": result.bytes,
         "seconds": round(result.seconds, 3),
         "cpu_seconds": round(result.cpu_seconds, 3),
+        "ingest_cpu_seconds": round(ingest.cpu_seconds, 3),
         "mb_per_s": round(result.bytes / 1e6 / max(result.seconds, 1e-9), 1),
         "skipped": {**result.stats, **result.net},
         "recordings_made": ready if args.finalize else None,

@@ -129,7 +129,7 @@ class SpoolSink:
             log.error("x cannot create spool for call %s: %s", ev.call.sip_call_id, exc)
             return
         self.open[call_id] = _Open(ev.call, spool)
-        log.info("< INVITE call=%s sip=%s", call_id, ev.call.sip_call_id)
+        log.debug("< INVITE call=%s sip=%s", call_id, ev.call.sip_call_id)
         if self.on_change is not None:
             self.on_change(spool.path, False)
 
@@ -140,9 +140,7 @@ class SpoolSink:
         stream = entry.streams.get(ch.index)
         if stream is None:
             stream = entry.streams[ch.index] = entry.spool.open_stream(ch.index)
-        append = stream.append
-        for arrival, data in packets:
-            append(arrival, data)
+        stream.extend(packets)
 
     def complete(self, call_id: str) -> None:
         """Write what the capture knows about the call's loss, close its spool, hand it on."""
@@ -248,10 +246,10 @@ def import_files(
     spool_root: Path,
     *,
     is_known: Callable[[str], bool],
-    on_closed: Callable[[Path], str | None],
+    on_closed: Callable[[list[Path]], None],
     progress: IO[str] | None = None,
 ) -> ImportResult:
-    """Import capture files; each call's spool is handed to ``on_closed`` once complete.
+    """Import capture files; completed call spools are handed to ``on_closed`` in batches.
 
     Each file is read on its own (time restarts with every file); a file that is cut off or
     corrupt keeps everything read before the damage, and its calls end at their last packet.
@@ -282,6 +280,10 @@ def import_files(
                         _drops_to_core(core, reader)
                     sink.pump()
                     sink.flusher.flush_all()
+                    if sink.completed:
+                        on_closed(sink.completed)
+                        result.calls_created += len(sink.completed)
+                        sink.completed = []
                     if bar is not None:
                         bar.update(reader.bytes_read, core.stats["calls"])
                 reader.close()
@@ -296,11 +298,10 @@ def import_files(
         sink.close()
         result.calls_found += core.stats["calls"]
         result.duplicates += sink.duplicates
-        for spool_dir in sink.completed:
-            call_id = on_closed(spool_dir)
-            if call_id:
-                result.call_ids.append(call_id)
-                result.calls_created += 1
+        if sink.completed:
+            on_closed(sink.completed)
+            result.calls_created += len(sink.completed)
+            sink.completed = []
         for key, value in core.stats.items():
             result.stats[key] = result.stats.get(key, 0) + value
         net = {
@@ -318,6 +319,68 @@ def import_files(
     result.seconds = time.monotonic() - started
     result.cpu_seconds = time.process_time() - cpu0
     return result
+
+
+class BackgroundIngest:
+    """Enter completed call spools in the database from a second process.
+
+    Following a capture is CPU-bound Python; so is the ORM work of entering calls.  A forked
+    process does the latter in batches (one transaction each) while the import reads on, so
+    the two use both cores.  Call :meth:`close` to wait; it returns the call ids.
+    """
+
+    def __init__(self, *, enqueue: bool) -> None:
+        import multiprocessing
+        from concurrent.futures import Future, ProcessPoolExecutor
+
+        from django.db import connections
+
+        connections.close_all()  # a forked child must not share the parent's database connection
+        self.enqueue = enqueue
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        self.futures: list[Future[tuple[list[str], list[str]]]] = []
+        self.cpu_seconds = 0.0
+
+    def __call__(self, spool_dirs: list[Path]) -> None:
+        self.futures.append(self.pool.submit(ingest_batch, [str(d) for d in spool_dirs], self.enqueue))
+
+    def close(self) -> tuple[list[str], list[str]]:
+        ids: list[str] = []
+        errors: list[str] = []
+        for fut in self.futures:
+            got, failed = fut.result()
+            ids += got
+            errors += failed
+        self.pool.shutdown()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime  # the ingest process (waited for above)
+        return ids, errors
+
+
+def ingest_batch(spool_dirs: list[str], enqueue: bool) -> tuple[list[str], list[str]]:
+    """Runs in the ingest process: one transaction per batch, one savepoint per call."""
+    from django.db import close_old_connections, transaction
+
+    from callvault.apps.recordings.finalize import ingest_spool
+    from callvault.apps.recordings.tasks import enqueue_finalize
+
+    close_old_connections()
+    ids: list[str] = []
+    errors: list[str] = []
+    with transaction.atomic():
+        for d in spool_dirs:
+            try:
+                with transaction.atomic():
+                    call_id = ingest_spool(Path(d), interrupted=False)
+            except Exception as exc:  # the spool stays; the recorder's start-up recovery retries it
+                errors.append(f"{Path(d).name}: {exc}")
+                continue
+            if call_id:
+                ids.append(call_id)
+    if enqueue:
+        for call_id in ids:
+            enqueue_finalize(call_id)
+    return ids, errors
 
 
 def _drops_to_core(core: PassiveCapture, reader: PcapReader) -> None:

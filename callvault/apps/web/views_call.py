@@ -417,6 +417,7 @@ def build_page(request: HttpRequest, call: Call) -> CallPage:
         (_("通話時間"), _duration_text(call)),
         (_("チーム"), call.team.name if call.team_id and call.team else _("未割り当て")),
         (_("担当者"), agent or _("未割り当て")),
+        (_("録音元"), str(call.get_source_display())),
     ]
     player = _player(request, call, rec, parties) if ready and rec and file_ok else None
     if player is not None:

@@ -256,7 +256,8 @@ def bench_import(tmp: Path, calls: int, concurrent: int, talk: float) -> dict[st
     return out
 
 
-def bench_live(tmp: Path, calls: int, talk: float, ramp: float) -> dict[str, object]:
+def bench_live(tmp: Path, calls: int, talk: float, ramp: float, speed: str = "") -> dict[str, object]:
+    """``speed``: "" replays at the recorded timing, "--pps=N" at N packets/s, "--topspeed" as fast as it can."""
     if shutil.which("tcpreplay") is None:
         raise SystemExit("tcpreplay is needed for the live benchmark (apt-get install tcpreplay)")
     path = tmp / "live.pcap"

@@ -294,7 +294,7 @@ def bench_live(tmp: Path, calls: int, talk: float, ramp: float, speed: str = "")
                 time.sleep(0.1)
             cpu0, t0 = proc_cpu(sniff.pid), time.monotonic()
             replay = subprocess.run(
-                ["taskset", "-c", "1", "tcpreplay", "-q", "-i", "lo", str(path)],
+                ["taskset", "-c", "1", "tcpreplay", "-q", *([speed] if speed else []), "-i", "lo", str(path)],
                 capture_output=True,
                 text=True,
             )
@@ -319,6 +319,7 @@ def bench_live(tmp: Path, calls: int, talk: float, ramp: float, speed: str = "")
                 ncalls += 1
     out = {
         "calls": calls,
+        "replay": speed or "recorded timing",
         "rtp_packets_sent": info["rtp_packets"],
         "rtp_packets_recorded": spooled,
         "calls_recorded": ncalls,
@@ -348,6 +349,12 @@ def main() -> int:
     ap.add_argument("--live-talk", type=float, default=20.0)
     ap.add_argument("--live-ramp", type=float, default=5.0)
     ap.add_argument("--skip-live", action="store_true")
+    ap.add_argument("--skip-import", action="store_true")
+    ap.add_argument(
+        "--live-speed",
+        default="",
+        help='tcpreplay speed option: "" = recorded timing (default), "--pps=50000", "--topspeed"',
+    )
     ap.add_argument("--quick", action="store_true", help="100 calls, 50 live calls, short")
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
@@ -357,9 +364,12 @@ def main() -> int:
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="callvault-pcap-bench-") as td:
         tmp = Path(td)
-        figures["import"] = bench_import(tmp, args.calls, args.concurrent, args.talk)
+        if not args.skip_import:
+            figures["import"] = bench_import(tmp, args.calls, args.concurrent, args.talk)
         if not args.skip_live:
-            figures["live"] = bench_live(tmp, args.live_calls, args.live_talk, args.live_ramp)
+            figures["live"] = bench_live(
+                tmp, args.live_calls, args.live_talk, args.live_ramp, args.live_speed
+            )
     if args.json_out:
         args.json_out.write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))

@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,12 +93,14 @@ class Channel:
         return ROLES[self.index]
 
     def take(self) -> list[tuple[float, bytes]]:
-        """Hand the pending packets to the spool writer."""
-        out = self.pending
-        if out:
-            self.pending = []
-            self.last_ts = out[-1][0]
-            self.packets += len(out)
+        """Hand the pending packets to the spool writer (the list stays: the fast path holds its append)."""
+        pending = self.pending
+        if not pending:
+            return []
+        out = pending[:]
+        pending.clear()
+        self.last_ts = out[-1][0]
+        self.packets += len(out)
         return out
 
     def last_activity(self) -> float:
@@ -249,7 +251,7 @@ class PassiveCapture:
         self._ended: deque[CallTrack] = deque()  # kept a while for retransmissions
         self._media: dict[tuple[str, int], Channel] = {}  # receive address -> channel
         self._after_end: dict[tuple[str, int], str] = {}  # addresses of ended calls (bounded)
-        self._fast: dict[bytes, Channel] = {}
+        self._fast: dict[bytes, Callable[[tuple[float, bytes]], None]] = {}  # key -> channel.pending.append
         self._fast_off: dict[int, int] = dict(FIXED_L2)
         self._tcp_sip: dict[tuple[str, int, str, int], _TcpSip] = {}
         self._next_check = 0.0
@@ -277,7 +279,7 @@ class PassiveCapture:
         slow = self._slow
         count = 0
         last_lt = -1
-        off = -1
+        off = k0 = k1 = proto = frag = frag2 = payload = -1
         ts = self.now
         for ts, lt, frame in records:
             count += 1
@@ -287,19 +289,22 @@ class PassiveCapture:
             if lt != last_lt:
                 last_lt = lt
                 off = fast_off.get(lt, -1)
+                k0, k1, proto, frag, frag2, payload = off + 12, off + 24, off + 9, off + 6, off + 7, off + 28
             if off >= 0:
-                ch = fast.get(frame[off + 12 : off + 24])
+                append = fast.get(frame[k0:k1])
+                # plain IPv4 (no options), UDP, not a fragment: the addresses and ports are the key
                 if (
-                    ch is not None
+                    append is not None
                     and frame[off] == 0x45
-                    and frame[off + 9] == 17
-                    and not frame[off + 6] & 0x3F
-                    and not frame[off + 7]
+                    and frame[proto] == 17
+                    and not frame[frag] & 0x3F
+                    and not frame[frag2]
                 ):
-                    ch.pending.append((ts, frame[off + 28 :]))
+                    append((ts, frame[payload:]))
                     continue
             slow(ts, lt, frame)
-            off = fast_off.get(lt, -1)
+            if fast_off.get(lt, -1) != off:
+                last_lt = -1  # the slow path learnt another frame layout: recompute the offsets
         self.stats["packets"] += count
         if ts > self.now:
             self.now = ts
@@ -408,13 +413,14 @@ class PassiveCapture:
         off = pkt.fast_offset
         if off >= 0:
             key = frame[off + 12 : off + 24]
-            self._fast[key] = ch
+            self._fast[key] = ch.pending.append
             ch.fast_keys.add(key)
             self._fast_off[lt] = off
 
     def _unfast(self, ch: Channel) -> None:
+        mine = ch.pending.append
         for key in ch.fast_keys:
-            if self._fast.get(key) is ch:
+            if self._fast.get(key) == mine:
                 del self._fast[key]
         ch.fast_keys.clear()
 

@@ -113,13 +113,10 @@ class PcapReader:
         return f"at byte {self._consumed + pos} (after {self.packets} packets)"
 
     def records(self) -> Iterator[Record]:
-        """Every complete record in the bytes fed so far, in file order."""
+        """Every complete record in the bytes fed so far, in file order (one generator, no wrapper)."""
         if self._kind is None and not self._start():
-            return
-        if self._kind == "pcap":
-            yield from self._pcap_records()
-        else:
-            yield from self._pcapng_records()
+            return iter(())
+        return self._pcap_records() if self._kind == "pcap" else self._pcapng_records()
 
     # ------------------------------------------------------------------ classic pcap
     def _start(self) -> bool:

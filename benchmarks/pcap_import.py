@@ -53,12 +53,17 @@ def sip_messages(
     to = f"<sip:{200 + n % 50}@pbx.example.jp>"
 
     def sdp(ip: str, port: int) -> str:
-        return f"v=0\r\no=- {n} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+        return (
+            f"v=0\r\no=- {n} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 8 101\r\n"
+            "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+        )
 
     def msg(start: str, cseq: str, *, tag: bool, body: str = "", via: tuple[str, int] = a) -> bytes:
         head = (
             f"{start}\r\nVia: SIP/2.0/UDP {via[0]}:{via[1]};branch=z9hG4bK{n}{cseq.replace(' ', '')}\r\n"
-            f"From: {frm}\r\nTo: {to}{';tag=t' + str(n) if tag else ''}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n"
+            f"From: {frm}\r\nTo: {to}{';tag=t' + str(n) if tag else ''}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {cseq}\r\n"
             f"Max-Forwards: 70\r\nContact: <sip:x@{via[0]}:{via[1]}>\r\n"
         )
         if body:
@@ -81,7 +86,8 @@ def bye_messages(n: int, a: tuple[str, int]) -> list[tuple[float, bool, bytes]]:
     def msg(start: str) -> bytes:
         return (
             f"{start}\r\nVia: SIP/2.0/UDP {a[0]}:{a[1]};branch=z9hG4bKbye{n}\r\nFrom: {frm}\r\nTo: {to}\r\n"
-            f"Call-ID: bench-{n}@pbx.example.jp\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            f"Call-ID: bench-{n}@pbx.example.jp\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n"
         ).encode()
 
     return [(0.0, True, msg("BYE sip:201@pbx.example.jp SIP/2.0")), (0.01, False, msg("SIP/2.0 200 OK"))]
@@ -264,18 +270,21 @@ def bench_import(tmp: Path, calls: int, concurrent: int, talk: float) -> dict[st
     info = write_capture(path, calls=calls, starts=[i * gap for i in range(calls)], talk=talk)
     made = time.monotonic() - t
     print(
-        f"capture: {calls} calls, {info['rtp_packets']:,} RTP packets, {info['bytes'] / 1e6:,.0f} MB (written in {made:.1f} s)",
+        f"capture: {calls} calls, {info['rtp_packets']:,} RTP packets, {info['bytes'] / 1e6:,.0f} MB "
+        f"(written in {made:.1f} s)",
         flush=True,
     )
     core = core_only(path)
     live_cost = live_path_cost(path)
     print(
         f"sniffer loop alone: {live_cost['us_per_packet']:.2f} µs CPU per packet = "
-        f"{live_cost['packets_per_core_second']:,.0f} packets/s = {live_cost['calls_per_core']:,.0f} two-way calls per core",
+        f"{live_cost['packets_per_core_second']:,.0f} packets/s = "
+        f"{live_cost['calls_per_core']:,.0f} two-way calls per core",
         flush=True,
     )
     print(
-        f"capture core alone: {core['mb_per_cpu_s']:.0f} MB per CPU second, {core['us_per_packet']:.2f} µs CPU per packet",
+        f"capture core alone: {core['mb_per_cpu_s']:.0f} MB per CPU second, "
+        f"{core['us_per_packet']:.2f} µs CPU per packet",
         flush=True,
     )
     data = tmp / "import-data"
@@ -292,6 +301,9 @@ def bench_import(tmp: Path, calls: int, concurrent: int, talk: float) -> dict[st
         "packets": summary["packets"],
         "wall_seconds": secs,
         "cpu_seconds": cpu,
+        "reader_cpu_seconds": summary["cpu_seconds"],
+        "ingest_cpu_seconds": summary["ingest_cpu_seconds"],
+        "reader_mb_per_cpu_s": round(info["bytes"] / 1e6 / summary["cpu_seconds"], 1),
         "mb_per_s_wall": round(info["bytes"] / 1e6 / secs, 1),
         "mb_per_cpu_s": round(info["bytes"] / 1e6 / cpu, 1),
         "calls_per_s_wall": round(summary["calls_created"] / secs, 1),
@@ -302,7 +314,8 @@ def bench_import(tmp: Path, calls: int, concurrent: int, talk: float) -> dict[st
     }
     print(
         f"import: {out['mb_per_s_wall']} MB/s wall, {out['mb_per_cpu_s']} MB per CPU second, "
-        f"{out['calls_per_s_wall']} calls/s, {out['realtime_factor']}x real time ({summary['calls_created']} calls)",
+        f"{out['calls_per_s_wall']} calls/s, {out['realtime_factor']}x real time "
+        f"({summary['calls_created']} calls; reading process {out['reader_mb_per_cpu_s']} MB per CPU second)",
         flush=True,
     )
     path.unlink()
@@ -310,7 +323,7 @@ def bench_import(tmp: Path, calls: int, concurrent: int, talk: float) -> dict[st
 
 
 def bench_live(tmp: Path, calls: int, talk: float, ramp: float, speed: str = "") -> dict[str, object]:
-    """``speed``: "" replays at the recorded timing, "--pps=N" at N packets/s, "--topspeed" as fast as it can."""
+    """``speed``: "" = recorded timing, "--pps=N" = N packets/s, "--topspeed" = as fast as tcpreplay can."""
     if shutil.which("tcpreplay") is None:
         raise SystemExit("tcpreplay is needed for the live benchmark (apt-get install tcpreplay)")
     path = tmp / "live.pcap"
@@ -358,7 +371,8 @@ def bench_live(tmp: Path, calls: int, talk: float, ramp: float, speed: str = "")
             sniff.wait(60)
     text = log_path.read_text()
     m = re.search(
-        r"capture statistics: (\d+) packets received, (\d+) dropped by the kernel, (\d+) dropped by the interface",
+        r"capture statistics: (\d+) packets received, (\d+) dropped by the kernel, "
+        r"(\d+) dropped by the interface",
         text,
     )
     received, dropped, ifdropped = (int(x) for x in m.groups()) if m else (-1, -1, -1)

@@ -288,7 +288,8 @@ def test_extend_queues_a_batch_exactly_like_appends(tmp_path: Path) -> None:
         one.append(*record)
     many.extend(records)
     call.mark_complete()
-    assert _records(tmp_path / "batch" / "stream-0.rtp") == _records(tmp_path / "batch" / "stream-1.rtp") == records
+    folder = tmp_path / "batch"
+    assert _records(folder / "stream-0.rtp") == _records(folder / "stream-1.rtp") == records
 
 
 def test_extend_refuses_an_oversized_packet(tmp_path: Path) -> None:

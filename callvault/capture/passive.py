@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import resource
 import select
 import signal
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -68,6 +69,7 @@ class SpoolSink:
         self.spool_root = spool_root
         self.is_known = is_known
         self.on_change = on_change  # (spool dir, ended) -> None, e.g. the database update
+        self._pending_changes: dict[Path, bool] = {}
         self.fsync = fsync
         self.sync_new = sync_new  # make a new call's spool durable at once (live); an import can be redone
         self.flusher = SpoolFlusher()
@@ -94,8 +96,7 @@ class SpoolSink:
                 continue
             if isinstance(ev, CallAnswered | CallUpdated):
                 entry.spool.journal(ev.record)
-                if self.on_change is not None:
-                    self.on_change(entry.spool.path, False)
+                self._changed(entry.spool.path, False)
             elif isinstance(ev, CallEnded):
                 for ch in ev.call.channels:
                     self._write(entry, ch)
@@ -110,6 +111,18 @@ class SpoolSink:
                     self._write(entry, ch)
         while len(self.waiting) > MAX_WAITING:
             self.complete(next(iter(self.waiting)))
+        self._report_changes()
+
+    def _changed(self, path: Path, ended: bool) -> None:
+        if self.on_change is not None:
+            self._pending_changes[path] = self._pending_changes.get(path, False) or ended
+
+    def _report_changes(self) -> None:
+        """One database update per call and pump, however many events it had (ringing, answered...)."""
+        changes, self._pending_changes = self._pending_changes, {}
+        if self.on_change is not None:
+            for path, ended in changes.items():
+                self.on_change(path, ended)
 
     def _start(self, ev: CallStarted) -> None:
         call_id = ev.call.call_id
@@ -130,8 +143,7 @@ class SpoolSink:
             return
         self.open[call_id] = _Open(ev.call, spool)
         log.debug("< INVITE call=%s sip=%s", call_id, ev.call.sip_call_id)
-        if self.on_change is not None:
-            self.on_change(spool.path, False)
+        self._changed(spool.path, False)
 
     def _write(self, entry: _Open, ch: Channel) -> None:
         packets = ch.take()
@@ -159,8 +171,8 @@ class SpoolSink:
         )
         spool.mark_complete()
         self.completed.append(spool.path)
-        if self.on_change is not None:
-            self.on_change(spool.path, True)
+        self._changed(spool.path, True)
+        self._report_changes()
 
     def complete_settled(self, now: float) -> None:
         for call_id in [c for c, e in self.waiting.items() if (e.call.ended_ts or 0.0) < now - LIVE_SETTLE]:
@@ -330,8 +342,7 @@ class BackgroundIngest:
     """
 
     def __init__(self, *, enqueue: bool) -> None:
-        import multiprocessing
-        from concurrent.futures import Future, ProcessPoolExecutor
+        from concurrent.futures import Future
 
         from django.db import connections
 
@@ -466,7 +477,12 @@ def run_sniffer(
     _raise_fd_limit()
     linktype = handle.datalink()
     recover_spools(settings.SPOOL_DIR)
-    db = ThreadPoolExecutor(1, thread_name_prefix="callvault-db")
+    # The database is updated from the journals by a second process (in order: one worker), so the
+    # ORM work of hundreds of calls never holds this process's GIL while packets wait in the ring.
+    from django.db import connections
+
+    connections.close_all()
+    db = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
 
     def to_db(spool_dir: Path, ended: bool) -> None:
         fut = db.submit(db_update, spool_dir, ended)

@@ -322,7 +322,9 @@ def bench_import(tmp: Path, calls: int, concurrent: int, talk: float) -> dict[st
     return out
 
 
-def bench_live(tmp: Path, calls: int, talk: float, ramp: float, speed: str = "") -> dict[str, object]:
+def bench_live(
+    tmp: Path, calls: int, talk: float, ramp: float, speed: str = "", cpus: str = "0"
+) -> dict[str, object]:
     """``speed``: "" = recorded timing, "--pps=N" = N packets/s, "--topspeed" = as fast as tcpreplay can."""
     if shutil.which("tcpreplay") is None:
         raise SystemExit("tcpreplay is needed for the live benchmark (apt-get install tcpreplay)")
@@ -337,7 +339,7 @@ def bench_live(tmp: Path, calls: int, talk: float, ramp: float, speed: str = "")
             [
                 "taskset",
                 "-c",
-                "0",
+                cpus,
                 sys.executable,
                 "-m",
                 "callvault.cli",
@@ -387,6 +389,7 @@ def bench_live(tmp: Path, calls: int, talk: float, ramp: float, speed: str = "")
     out = {
         "calls": calls,
         "replay": speed or "recorded timing",
+        "sniffer_cpus": cpus,
         "rtp_packets_sent": info["rtp_packets"],
         "rtp_packets_recorded": spooled,
         "calls_recorded": ncalls,
@@ -417,6 +420,7 @@ def main() -> int:
     ap.add_argument("--live-ramp", type=float, default=5.0)
     ap.add_argument("--skip-live", action="store_true")
     ap.add_argument("--skip-import", action="store_true")
+    ap.add_argument("--sniff-cpus", default="0", help="taskset CPU list for the sniffer (default 0)")
     ap.add_argument(
         "--live-speed",
         default="",
@@ -435,7 +439,7 @@ def main() -> int:
             figures["import"] = bench_import(tmp, args.calls, args.concurrent, args.talk)
         if not args.skip_live:
             figures["live"] = bench_live(
-                tmp, args.live_calls, args.live_talk, args.live_ramp, args.live_speed
+                tmp, args.live_calls, args.live_talk, args.live_ramp, args.live_speed, args.sniff_cpus
             )
     if args.json_out:
         args.json_out.write_text(json.dumps(figures, indent=2))

@@ -423,6 +423,7 @@ class CaptureUnavailable(Exception):
 
 STATS_INTERVAL = 0.5
 BATCH = 4096
+PUMP_INTERVAL = 0.05
 FLUSH_INTERVAL = 0.5
 
 
@@ -492,7 +493,11 @@ def run_sniffer(
         return False  # live calls are new by definition; their spool directory guards a restart
 
     core = PassiveCapture(rtp_timeout=settings.RTP_TIMEOUT)
-    sink = SpoolSink(core, settings.SPOOL_DIR, is_known=known, on_change=to_db, fsync=settings.SPOOL_FSYNC)
+    # No fdatasync per new call on the capture thread (hundreds of INVITEs a second would stall the ring):
+    # the page cache survives a crash of this process; CALLVAULT_SPOOL_FSYNC=true also survives power loss.
+    sink = SpoolSink(
+        core, settings.SPOOL_DIR, is_known=known, on_change=to_db, fsync=settings.SPOOL_FSYNC, sync_new=False
+    )
     stopping = False
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -511,6 +516,9 @@ def run_sniffer(
     fd = handle.getfd()
     while not stopping and not (stop is not None and stop()):
         select.select([fd], [], [], 0.2)
+        # libpcap hands out one ring block per call: read until it has nothing more, and only then
+        # do the per-call housekeeping (at most every PUMP_INTERVAL while packets keep coming)
+        last_pump = time.monotonic()
         while True:
             data, packed = handle.next_batch(BATCH)
             if not packed:
@@ -519,8 +527,9 @@ def run_sniffer(
                 (sec + usec * 1e-6, linktype, data[off : off + caplen])
                 for sec, usec, off, caplen in meta.iter_unpack(packed)
             )
-            if len(packed) < BATCH * meta.size:
-                break
+            if time.monotonic() - last_pump >= PUMP_INTERVAL:
+                sink.pump()
+                last_pump = time.monotonic()
         core.tick(max(core.now, time.time() - 0.2))
         sink.pump()
         now = time.monotonic()

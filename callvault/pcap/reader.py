@@ -196,8 +196,10 @@ class PcapReader:
                     break
                 if struct.unpack_from(e + "I", buf, pos + blen - 4)[0] != blen:
                     raise PcapError(f"corrupt block {self._where(pos)}: trailing length does not match")
-                if btype == BLOCK_EPB:
-                    iface_id, hi, lo, cap, _orig = struct.unpack_from(e + "IIIII", buf, pos + 8)
+                if btype == BLOCK_EPB or btype == BLOCK_OPB:
+                    # EPB: interface u32; obsolete Packet Block: interface u16 + drops u16; then the same
+                    fields = "IIIII" if btype == BLOCK_EPB else "HHIIII"
+                    iface_id, *_rest, hi, lo, cap, _orig = struct.unpack_from(e + fields, buf, pos + 8)
                     if cap > blen - 32:
                         raise PcapError(f"corrupt packet block {self._where(pos)}: length {cap}")
                     iface = self._iface(iface_id, pos)
@@ -211,15 +213,6 @@ class PcapReader:
                     cap = min(orig, blen - 16)
                     self.packets += 1
                     yield self._last_ts, iface.linktype, buf[pos + 12 : pos + 12 + cap]
-                elif btype == BLOCK_OPB:
-                    iface_id, _drops, hi, lo, cap, _orig = struct.unpack_from(e + "HHIIII", buf, pos + 8)
-                    if cap > blen - 32:
-                        raise PcapError(f"corrupt packet block {self._where(pos)}: length {cap}")
-                    iface = self._iface(iface_id, pos)
-                    ts = ((hi << 32) | lo) * iface.scale + iface.offset
-                    self._last_ts = ts
-                    self.packets += 1
-                    yield ts, iface.linktype, buf[pos + 28 : pos + 28 + cap]
                 elif btype == BLOCK_IDB:
                     self._interface_block(buf, pos, blen)
                 elif btype == BLOCK_ISB:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +20,7 @@ from callvault.codecs.g711 import encode as g711_encode
 from callvault.pcap.build import pcap_bytes, udp_frame
 from callvault.pcap.net import Datagram, NetDecoder
 from callvault.pcap.reader import PcapReader
-from tests.e2e.conftest import REPO, SIPP_DIR, free_port
+from tests.e2e.conftest import SIPP_DIR, cli, free_port
 
 SIPP_PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 
@@ -164,15 +162,8 @@ def sipp_call(
 
 
 def callvault(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CALLVAULT_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "callvault.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
+    """The CLI on a data directory; the caller checks the exit code."""
+    return cli(data_dir, *args, check=False, timeout=timeout)
 
 
 def import_capture(data_dir: Path, *files: Path, finalize: bool = True) -> dict[str, Any]:

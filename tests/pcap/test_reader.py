@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from callvault.pcap.build import PcapngWriter, pcap_bytes, udp_frame
@@ -137,3 +139,16 @@ def test_a_packet_on_an_undescribed_interface_is_an_error() -> None:
     reader.feed(w.getvalue())
     with pytest.raises(PcapError, match="interface 0 was never described"):
         list(reader.records())
+
+
+def test_it_reads_the_obsolete_packet_block() -> None:
+    w = PcapngWriter()
+    w.interface()
+    units = round(TIMES[0] * 1e6)
+    body = (
+        struct.pack("<HHIIII", 0, 0, units >> 32, units & 0xFFFFFFFF, len(FRAMES[0]), len(FRAMES[0]))
+        + FRAMES[0]
+    )
+    w.parts.append(w._block(2, body))
+    _, records = read_all(w.getvalue())
+    assert [(round(r[0], 6), r[2]) for r in records] == [(TIMES[0], FRAMES[0])]

@@ -96,6 +96,7 @@ class StreamOut(Schema):
     packets_late: int
     packets_duplicate: int
     packets_dropped: int
+    packets_capture_lost: int = Field(0, description="キャプチャで取りこぼしたパケット (損失に含まず)")
     ssrc_changes: int
     jitter_ms: float
 
@@ -132,6 +133,7 @@ class PacketsOut(Schema):
     lost: int
     late: int
     dropped: int
+    capture_lost: int = Field(0, description="キャプチャで取りこぼしたパケット (ネットワーク損失ではない)")
     loss_ratio: float
 
 

@@ -144,12 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_common(p)
-    p.add_argument("--all", action="store_true", help="check every finished call again, not only new/flagged ones")
+    p.add_argument(
+        "--all", action="store_true", help="check every finished call again, not only new/flagged ones"
+    )
     p.add_argument("--days", type=int, default=None, help="only calls that ended in the last DAYS days")
     p.add_argument("--no-scan", action="store_true", help="skip the scan of the recordings directory")
     p.add_argument("--limit", type=int, default=100000, help="at most this many calls (default 100000)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--strict", action="store_true", help="exit 1 if any call is flagged or a file is orphaned")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 if any call is flagged or a file is orphaned"
+    )
 
     p = sub.add_parser("audit", help="check the audit log's hash chain")
     _add_common(p)
@@ -255,7 +259,8 @@ def _cmd_check_recordings(args: argparse.Namespace) -> int:
     else:
         labels = dict(Reason.choices)
         print(
-            f"チェックした通話: {summary.checked} 件 (問題なし {summary.ok} 件、問題あり {summary.flagged} 件)"
+            f"チェックした通話: {summary.checked} 件"
+            f" (問題なし {summary.ok} 件、問題あり {summary.flagged} 件)"
         )
         if summary.by_reason:
             print("理由別: " + "、".join(f"{labels.get(k, k)} {n} 件" for k, n in summary.by_reason.items()))
@@ -265,10 +270,11 @@ def _cmd_check_recordings(args: argparse.Namespace) -> int:
         total = flagged.count()
         print(f"問題のある通話 (全体): {total} 件")
         for c in flagged[:20]:
-            reasons = "、".join(str(labels.get(r.get("code"), r.get("code"))) for r in c.completeness_reasons)
+            reasons = "、".join(str(labels.get(r.get("code"), "?")) for r in c.completeness_reasons)
             print(
                 f"  {timezone.localtime(c.started_at):%Y/%m/%d %H:%M}  "
-                f"{display(c.caller_number) or '不明'} → {display(c.callee_number) or '不明'}  {reasons}  {c.pk}"
+                f"{display(c.caller_number) or '不明'} → {display(c.callee_number) or '不明'}"
+                f"  {reasons}  {c.pk}"
             )
         if total > 20:
             print(f"  … ほか {total - 20} 件 (画面: /checks/recordings/)")

@@ -21,6 +21,7 @@ from tests.apps.conftest import (  # noqa: F401
     make_call,
     make_user,
 )
+from tests.e2e.conftest import server, server_factory  # noqa: F401  (for test_e2e.py)
 
 EVENTS = "/api/v1/events"
 

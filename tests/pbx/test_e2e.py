@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
-import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +17,7 @@ import pytest
 
 from callvault.apps.webhooks.signing import sign_header
 from callvault.tools.siprec_client import Leg, SiprecClient
-from tests.e2e.conftest import REPO, Server, cli, free_port, server, server_factory  # noqa: F401
+from tests.e2e.conftest import REPO, Server, cli, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +35,8 @@ print("KEYS", i.key, i.secret)
 QUERY = """
 import json
 from callvault.apps.calls.models import Call
-print("JSON" + json.dumps([{"id": str(c.pk), "source": c.source, "state": c.state, "team": c.team.name if c.team else None,
+print("JSON" + json.dumps([{"id": str(c.pk), "source": c.source, "state": c.state,
+    "team": c.team.name if c.team else None,
     "metadata": c.metadata, "completeness": c.completeness, "reasons": c.completeness_reasons,
     "recording_state": c.recording_state} for c in Call.objects.order_by("started_at")], ensure_ascii=False))
 """

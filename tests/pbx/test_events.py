@@ -318,3 +318,14 @@ def test_a_signed_event_cannot_be_sent_with_get(pbx: Pbx) -> None:
         },
     )
     assert r.status_code == 401  # no body to sign: the signature cannot match
+
+
+def test_a_key_without_its_signature_is_refused_even_next_to_a_valid_token(token_pbx: Pbx) -> None:
+    r = token_pbx.client.post(
+        EVENTS,
+        json.dumps(ev("ringing")),
+        content_type="application/json",
+        headers={"X-Callvault-Token": token_pbx.integration.secret, "X-Callvault-Key": "pbx_000000000000"},
+    )
+    assert r.status_code == 401 and r.json()["error"] == "invalid_signature"
+    assert r["WWW-Authenticate"].startswith("Bearer")

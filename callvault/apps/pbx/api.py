@@ -30,7 +30,12 @@ EVENT_FIELDS: dict[str, Any] = {
         "maxLength": 255,
         "description": "PBX の通話 ID (同じ通話のイベントで同じ値)",
     },
-    "event_id": {"type": "string", "maxLength": 128, "description": "イベントの一意な ID (再送の重複除去)"},
+    "event_id": {
+        "type": "string",
+        "maxLength": 128,
+        "pattern": "^[^\\x00-\\x1f]*$",
+        "description": "イベントの一意な ID (再送の重複除去)",
+    },
     "time": {"type": "string", "description": "イベントの時刻: ISO 8601 か UNIX 秒 (省略時は受信時刻)"},
     "caller": {"type": "string", "maxLength": 100, "description": "発信者番号"},
     "callee": {"type": "string", "maxLength": 100, "description": "着信者番号"},

@@ -31,7 +31,7 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 
-from callvault.apps.api.errors import ApiError
+from callvault.apps.api.auth import Unauthenticated
 from callvault.apps.audit.request import client_ip
 from callvault.apps.pbx.models import AuthMode, Integration, hash_secret
 from callvault.apps.webhooks import signing
@@ -51,11 +51,16 @@ class Authenticated:
     replay_key: str = ""  # for signatures: the signature itself
 
 
-def _fail(code: str, message: str) -> ApiError:
-    return ApiError(401, code, message)
+REALM = 'Bearer realm="callvault-pbx"'
 
 
-def _reject(request: HttpRequest, integration: Integration | None, code: str, message: str) -> ApiError:
+def _fail(code: str, message: str) -> Unauthenticated:
+    return Unauthenticated(code, message, REALM)
+
+
+def _reject(
+    request: HttpRequest, integration: Integration | None, code: str, message: str
+) -> Unauthenticated:
     log.warning(
         "x pbx event refused (%s) from %s%s",
         code,
@@ -83,6 +88,12 @@ def authenticate(request: HttpRequest, body: bytes, now: datetime) -> Authentica
     signature = request.headers.get(SIGNATURE_HEADER)
     if signature is not None:
         return _by_signature(request, signature, body, now)
+    if request.headers.get(KEY_HEADER) is not None:
+        # A credential offered must be a valid one: a key without its signature is refused, never
+        # quietly replaced by another credential of the same request.
+        raise _reject(
+            request, None, "invalid_signature", _("X-Callvault-Key には X-Callvault-Signature が必要です。")
+        )
     token, method = _token_of(request)
     if token is None:
         raise _reject(

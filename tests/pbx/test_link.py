@@ -171,3 +171,11 @@ def test_a_recorded_call_is_linked_to_one_pbx_call_only(pbx: Pbx) -> None:
         }
     )
     assert r.json()["linked"] is False and r.json()["call_id"] != str(rec.pk)
+
+
+def test_the_same_customer_on_another_extension_is_another_call(pbx: Pbx) -> None:
+    rec = recorded(0.5, caller="+819012345678", callee="301")  # recorded on extension 301
+    r = pbx.signed(
+        {"event": "answered", "call_id": "c10", "time": iso(30), "caller": "09012345678", "extension": "201"}
+    )
+    assert r.json()["linked"] is False and r.json()["call_id"] != str(rec.pk)

@@ -134,7 +134,8 @@ def _number(data: Mapping[str, Any], param: str, *names: str) -> str:
     if match:
         text = match.group(1)
     if text.lower().startswith(("sip:", "sips:", "tel:")):
-        text = text.split(":", 1)[1].split("@", 1)[0].split(";", 1)[0]
+        text = text.split(":", 1)[1]
+    text = text.split("@", 1)[0].split(";", 1)[0]  # Yealink's $remote is "0312345678@10.0.0.1"
     if text and not _NUMBER_RE.fullmatch(text.lower()):
         raise bad_parameter(param, _("%(param)s は電話番号・内線番号で指定してください。") % {"param": param})
     return text
@@ -235,6 +236,8 @@ def parse_event(data: Mapping[str, Any], now: datetime) -> EventIn:
     if direction_raw and not direction:
         raise bad_parameter("direction", _("direction は in、out、internal のいずれかで指定してください。"))
     reason = _text(data, "reason", "cause", "dialstatus", "call_type")
+    if not direction and reason.lower() in ("inbound", "outbound"):  # 3CX's [CallType]
+        direction = "in" if reason.lower() == "inbound" else "out"
     answered = _bool(data, "answered")
     if answered is None and reason.lower().replace(" ", "") in _NOT_ANSWERED:
         answered = False

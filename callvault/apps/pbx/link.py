@@ -15,8 +15,8 @@ The rule, tried in this order (a recorded call is linked to at most one PBX call
 2. **Numbers and time**: the recorded call started within ``CALLVAULT_PBX_LINK_WINDOW`` seconds
    (default 30) of the PBX call's ring/answer/end span, and every number the recording has for
    its parties is one the PBX reported (caller, callee or extension, compared as E.164), or, when
-   only one matches, that one is an external (E.164) number: an SBC sees the office's DID where
-   the PBX reports the extension. The candidate that started closest to the PBX's answer (else
+   only one matches, that one is an external (E.164) number and the recording's other number is a
+   public number too: an SBC sees the office's DID where the PBX reports the extension. The candidate that started closest to the PBX's answer (else
    ring) time wins; two candidates within 1 s of each other are ambiguous and nothing is linked
    (both calls stay in the list, and the completeness check still sees each).
 
@@ -99,7 +99,9 @@ def match_rule(pc: PbxCall, recorded: Call) -> str | None:
     common = ours & theirs
     if common == theirs:
         return "numbers"
-    if len(common) == 1 and next(iter(common)).startswith("+"):
+    # One external number in common, the other side a public number (the DID an SBC sees where the
+    # PBX reports the extension); an extension that differs from the PBX's is another call.
+    if len(common) == 1 and next(iter(common)).startswith("+") and all(n.startswith("+") for n in theirs):
         return "numbers"
     return None
 

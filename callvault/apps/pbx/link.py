@@ -17,8 +17,9 @@ The rule, tried in this order (a recorded call is linked to at most one PBX call
    its parties is one the PBX reported (caller, callee or extension, compared as E.164), or, when
    only one matches, that one is an external (E.164) number and the recording's other number is a
    public number too: an SBC sees the office's DID where the PBX reports the extension. The
-   candidate that started closest to the PBX's answer (else ring) time wins; two candidates within 1 s of each other are ambiguous and nothing is linked
-   (both calls stay in the list, and the completeness check still sees each).
+   candidate that started closest to the PBX's answer (else ring) time wins; two candidates
+   within 1 s of each other are ambiguous and nothing is linked (both calls stay in the list, and
+   the completeness check still sees each).
 
 Linking is tried on every PBX event, when a recorded call is created, when its recording is ready,
 and by the periodic completeness check, so it happens whichever side arrives first.

@@ -10,8 +10,8 @@ PBX-only row is deleted. ``metadata["pbx_link"]`` records which rule matched.
 The rule, tried in this order (a recorded call is linked to at most one PBX call):
 
 1. **Call id**: the event's ``sip_call_id`` (or the PBX's own ``call_id``) equals the recorded call's
-   SIP Call-ID, or appears as a value in its recording metadata (SIPREC vendor extension data and
-   X-headers such as a UCID or ``X-Call-ID`` the PBX passes on). Within ±10 minutes.
+   SIP Call-ID (passive capture and uploads keep the original call's), or appears as a value in
+   its recording metadata (SIPREC vendor extension data such as a UCID). Within ±10 minutes.
 2. **Numbers and time**: the recorded call started within ``CALLVAULT_PBX_LINK_WINDOW`` seconds
    (default 30) of the PBX call's ring/answer/end span, and every number the recording has for
    its parties is one the PBX reported (caller, callee or extension, compared as E.164), or, when

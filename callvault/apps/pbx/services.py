@@ -155,8 +155,8 @@ def _apply_to_pbx_call(call: Call, pc: PbxCall) -> None:
     call.ended_at = pc.ended_at
     begin = pc.answered_at or pc.started_at
     call.duration = (pc.ended_at - begin).total_seconds() if pc.ended_at and begin else None
-    if pc.ended_at is not None:
-        call.end_reason = pc.end_reason or ("bye" if pc.answered_at else "cancel")
+    if pc.ended_at is not None:  # the recorder's codes (the call page names them); the PBX's own in metadata
+        call.end_reason = "bye" if pc.answered_at else "cancel"
 
 
 def _new_call(ev: EventIn) -> Call:

@@ -336,3 +336,17 @@ def test_the_cli_prints_a_summary(flagged: Cast, capsys: Any) -> None:
     }
     args = build_parser().parse_args(["check-recordings", "--days", "0"])
     assert _cmd_check_recordings(args) == 2
+
+
+def test_the_page_speaks_english_when_chosen(flagged: Cast, client: Client, settings: Any) -> None:
+    client.force_login(flagged.admin)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    html = client.get("/checks/recordings/").content.decode()
+    assert "Recording completeness" in html and "Too short" in html and "Check again" in html
+    assert "Recording check" in html  # the main navigation
+    r = Client().get(
+        "/api/v1/events",
+        {"event": "ringing", "call_id": "x", "token": "pbxsec_nope"},
+        headers={"Accept-Language": "en"},
+    )
+    assert r.json()["message"] == "The token is not valid."

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -146,14 +147,34 @@ def test_pbx_events_and_siprec_recordings_become_one_call_each_and_are_checked(s
     )
     pbx.send({"event": "ended", "call_id": "1732712345.3", "time": now_iso(-5), "reason": "NOANSWER"})
 
+    # Call 4: a phone fires its action URLs in parallel; the first events of one call arrive at once.
+    burst = [
+        {
+            "event": kind,
+            "call_id": "race-4",
+            "time": now_iso(-30 + i),
+            "caller": "0311112222",
+            "callee": "201",
+            "reason": "NOANSWER",
+        }
+        for i, kind in enumerate(["ringing", "ended"] * 3)
+    ]
+    with ThreadPoolExecutor(len(burst)) as pool:
+        answers = list(pool.map(pbx.send, burst))
+    assert {a["call_id"] for a in answers} == {answers[0]["call_id"]}  # one call, no error
+
     server.wait_calls(2, timeout=60)
     rows = calls(server)
-    assert len(rows) == 3, rows  # one row per call: the PBX's call 1 was merged into its recording
+    assert len(rows) == 4, rows  # one row per call: the PBX's call 1 was merged into its recording
     linked = next(r for r in rows if r["metadata"].get("pbx_link"))
     assert (linked["source"], linked["state"], linked["team"]) == ("siprec", "completed", "営業部")
     assert linked["metadata"]["pbx"]["call_id"] == "1732712345.1"
-    missed = next(r for r in rows if r["source"] == "pbx")
+    missed = next(
+        r for r in rows if r["source"] == "pbx" and r["metadata"]["pbx"]["call_id"] == "1732712345.3"
+    )
     assert missed["state"] == "cancelled" and missed["recording_state"] == "none"
+    raced = next(r for r in rows if r["source"] == "pbx" and r["metadata"]["pbx"]["call_id"] == "race-4")
+    assert raced["state"] == "cancelled"
 
     env = {**server.env(), "CALLVAULT_COMPLETENESS_GRACE": "0"}
     check = subprocess.run(
@@ -166,12 +187,13 @@ def test_pbx_events_and_siprec_recordings_become_one_call_each_and_are_checked(s
         check=True,
     )
     summary = json.loads(check.stdout)
-    assert summary["checked"] == 3 and summary["flagged"] == 2, summary
+    assert summary["checked"] == 4 and summary["flagged"] == 2, summary
     by_id = {r["id"]: r for r in calls(server)}
     assert [r["code"] for r in by_id[linked["id"]]["reasons"]] == ["short"]
     short = by_id[linked["id"]]["reasons"][0]["detail"]
     assert short["call"] == pytest.approx(11, abs=1.5) and short["recording"] == pytest.approx(3, abs=0.5)
     one_sided = next(r for r in by_id.values() if r["source"] == "siprec" and r["id"] != linked["id"])
+    assert by_id[raced["id"]]["completeness"] == "ok"
     assert [r["code"] for r in one_sided["reasons"]] == ["one_sided"]
     assert "callee" in one_sided["reasons"][0]["detail"]["silent"]
     assert by_id[missed["id"]]["completeness"] == "ok"  # a missed call needs no recording

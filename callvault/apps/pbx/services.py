@@ -197,6 +197,28 @@ def apply_event(
     now: datetime | None = None,
 ) -> Outcome:
     now = now or timezone.now()
+    for attempt in range(3):
+        try:
+            return _apply_once(
+                integration, ev, replay_key=replay_key, method=method, payload=payload, now=now
+            )
+        except IntegrityError:
+            # Two first events of one PBX call at once (phones fire action URLs in parallel): the
+            # other request created the PbxCall row first. Start over: now the row is there to lock.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply_once(
+    integration: Integration,
+    ev: EventIn,
+    *,
+    replay_key: str,
+    method: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> Outcome:
     key = dedupe_key(ev, replay_key)
     with transaction.atomic():
         try:

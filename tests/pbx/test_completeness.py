@@ -132,7 +132,10 @@ def test_a_deleted_file_is_file_missing_and_restoring_it_clears_the_flag(
     run_check(call_ids=[call.pk])
     assert codes(call) == ["file_missing"]
     path.write_bytes(backup.read_bytes())
-    run_check()  # the periodic run re-checks flagged calls by itself
+    run_check()
+    assert codes(call) == ["file_missing"]  # flagged calls are looked at again every 15 minutes
+    Call.objects.filter(pk=call.pk).update(completeness_checked_at=timezone.now() - timedelta(minutes=16))
+    run_check()  # the periodic run re-checks it by itself
     assert codes(call) == [] and call.completeness == "ok"
 
 
@@ -204,7 +207,7 @@ def test_checking_twice_gives_the_same_result_and_does_not_touch_the_call(
     run_check(call_ids=[call.pk])
     call.refresh_from_db()
     assert (call.completeness_reasons, call.updated_at) == first
-    assert run_check().checked == 3  # the cast's calls (no recording: missing) and this flagged one, again
+    assert run_check().checked == 2  # the cast's calls (never checked); this one was checked just now
 
 
 def test_the_storage_scan_finds_orphan_files_and_forgets_them_once_gone(
@@ -346,3 +349,14 @@ def test_the_page_speaks_english_when_chosen(flagged: Cast, client: Client, sett
     assert "Recording check" in html  # the main navigation
     r = client.get("/api/v1/events", {"event": "ringing", "call_id": "x", "token": "pbxsec_nope"})
     assert r.json()["message"] == "The token is not valid."
+
+
+def test_a_recording_that_becomes_ready_clears_the_flag_at_once(cast: Cast, make_recording: Any) -> None:
+    from callvault.apps.recordings.signals import recording_ready
+
+    call = ended_call(cast, 3.0, recording_state="failed")
+    run_check(call_ids=[call.pk])
+    assert codes(call) == ["missing"]
+    make_recording(call, seconds=3.0)  # the retried finalize job stored it
+    recording_ready.send_robust(sender=Recording, call=call)
+    assert codes(call) == [] and call.completeness == "ok"

@@ -15,8 +15,9 @@ with the reasons:
 
 Files under the recordings directory that no recording row claims are kept as ``OrphanFile``
 rows (:func:`scan_storage`). Everything is idempotent: checking again overwrites the result, and
-the periodic job re-checks flagged calls and calls changed since their last check, so a fixed
-recording clears its flag by itself.
+the periodic job re-checks flagged calls (every 15 minutes) and calls changed since their last
+check, and a recording that becomes ready is checked again at once, so a fixed recording clears
+its flag by itself.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ SHORT_BY = 2.0  # seconds
 SILENT_RMS_DBFS = -70.0
 BATCH = 2000
 ANALYSE_MAX_SECONDS = 4 * 3600  # longer recordings: packet counts only
+RECHECK_FLAGGED = timedelta(minutes=15)  # a flagged call is looked at again at most this often
 
 
 def grace() -> timedelta:
@@ -206,7 +208,9 @@ def due_calls(now: datetime, *, everything: bool = False, since: datetime | None
     if everything:
         return ended
     return ended.filter(
-        Q(completeness="") | Q(completeness="flagged") | Q(updated_at__gt=F("completeness_checked_at"))
+        Q(completeness="")
+        | Q(completeness="flagged", completeness_checked_at__lt=now - RECHECK_FLAGGED)
+        | Q(updated_at__gt=F("completeness_checked_at"))
     )
 
 

@@ -38,13 +38,15 @@ def codes(call: Call) -> list[str]:
     return [r["code"] for r in call.completeness_reasons]
 
 
-def store_pcm(call: Call, pcm: np.ndarray, recordings_dir: Path, tmp_path: Path, **fields: Any) -> Recording:
-    out = tmp_path / f"{call.pk}.opus"
-    info = encode_recording(pcm, 8000, "opus", out)
-    key = f"2026/11/27/{call.pk}.opus"
+def store_pcm(
+    call: Call, pcm: np.ndarray, recordings_dir: Path, tmp_path: Path, fmt: str = "opus", **fields: Any
+) -> Recording:
+    out = tmp_path / f"{call.pk}.{fmt}"
+    info = encode_recording(pcm, 8000, fmt, out)
+    key = f"2026/11/27/{call.pk}.{fmt}"
     LocalStorage(recordings_dir).put_file(key, out)
     values = {
-        "format": "opus",
+        "format": fmt,
         "codec": info.codec,
         "channels": info.channels,
         "sample_rate": info.sample_rate,
@@ -184,12 +186,13 @@ def test_a_recording_more_than_two_seconds_shorter_than_the_call_is_short(
     assert codes(close) == []
 
 
+@pytest.mark.parametrize("fmt", ["opus", "flac", "wav"])
 def test_a_silent_channel_in_a_two_party_call_is_one_sided(
-    cast: Cast, recordings_dir: Path, tmp_path: Path
+    cast: Cast, recordings_dir: Path, tmp_path: Path, fmt: str
 ) -> None:
     call = ended_call(cast, 3.0)
     pcm = np.stack([tone(440, 3.0), np.zeros(8000 * 3, dtype=np.int16)], axis=1)
-    store_pcm(call, pcm, recordings_dir, tmp_path)
+    store_pcm(call, pcm, recordings_dir, tmp_path, fmt)
     run_check(call_ids=[call.pk])
     assert codes(call) == ["one_sided"]
     detail = call.completeness_reasons[0]["detail"]

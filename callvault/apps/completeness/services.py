@@ -76,7 +76,8 @@ class Summary:
 def channel_levels(path: Path) -> tuple[list[float], float]:
     """RMS level of each channel in dBFS (``-inf`` for digital silence) and the decoded length.
 
-    Streams through the file frame by frame: memory stays flat for any length.
+    Streams through the file frame by frame in the decoder's own sample format (no resampling
+    or conversion to int16): memory stays flat for any length, and the cost is the decode.
     """
     import av
     import numpy as np
@@ -87,17 +88,20 @@ def channel_levels(path: Path) -> tuple[list[float], float]:
         sums = np.zeros(channels, dtype=np.float64)
         count = 0
         rate = 0
-        resampler = av.AudioResampler(format="s16", layout=stream.codec_context.layout)
         for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                pcm = out.to_ndarray().reshape(-1, channels).astype(np.float64)
-                sums += (pcm * pcm).sum(axis=0)
-                count += pcm.shape[0]
-                rate = out.sample_rate
+            data = frame.to_ndarray()
+            if not frame.format.is_planar:  # packed: (1, samples * channels)
+                data = data.reshape(-1, channels).T
+            if data.dtype.kind in "iu":
+                scale = float(2 ** (8 * data.dtype.itemsize - 1))
+                data = data.astype(np.float32) / scale
+            sums += np.einsum("ij,ij->i", data, data, dtype=np.float64)
+            count += data.shape[1]
+            rate = frame.sample_rate
     levels = []
     for s in sums:
         rms = math.sqrt(s / count) if count else 0.0
-        levels.append(20 * math.log10(rms / 32768) if rms > 0 else float("-inf"))
+        levels.append(20 * math.log10(rms) if rms > 0 else float("-inf"))
     return levels, (count / rate if rate else 0.0)
 
 

@@ -152,7 +152,8 @@ def test_the_api_keeps_the_promises_of_its_document(
     real_call = str(cast.call_a.pk)
     checked: list[str] = []
 
-    for result in schema.get_all_operations():
+    # The PBX events take no user token; tests/pbx/test_schemathesis.py runs them with a PBX's own.
+    for result in schema.exclude(path="/api/v1/events").get_all_operations():
         operation = result.ok()
         for mode, examples in EXAMPLES.items():
 
@@ -178,4 +179,4 @@ def test_the_api_keeps_the_promises_of_its_document(
 
             check()
             checked.append(f"{operation.method.upper()} {operation.path} ({mode.value})")
-    assert len(checked) == 24, checked
+    assert len(checked) == 20, checked

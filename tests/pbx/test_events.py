@@ -329,3 +329,28 @@ def test_a_key_without_its_signature_is_refused_even_next_to_a_valid_token(token
     )
     assert r.status_code == 401 and r.json()["error"] == "invalid_signature"
     assert r["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_an_empty_authorization_header_is_refused_even_next_to_a_valid_token(token_pbx: Pbx) -> None:
+    r = token_pbx.client.post(
+        EVENTS,
+        json.dumps(ev("ringing")),
+        content_type="application/json",
+        headers={"X-Callvault-Token": token_pbx.integration.secret, "Authorization": ""},
+    )
+    assert r.status_code == 401 and r.json()["error"] == "invalid_token"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("event", "RINGING"),
+        ("call_id", 12345),
+        ("caller", 312345678),
+        ("answered", "maybe"),
+        ("talk_seconds", " 5"),
+    ],
+)
+def test_it_takes_values_only_in_their_documented_form(pbx: Pbx, field: str, value: Any) -> None:
+    r = pbx.signed({**ev("ended"), field: value})
+    assert r.status_code == 400 and r.json()["param"] == field

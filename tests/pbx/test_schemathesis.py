@@ -4,7 +4,8 @@ OpenAPI document must get documented answers (never a 5xx), invalid ones 4xx.
 As in tests/api/test_openapi.py, "schema-valid data must be accepted" is left out: some rules are
 about meaning (a time within the last 30 days, a phone number in a caller field) and answer 400
 naming the field, which the other checks verify is a documented answer. That valid events are
-accepted is asserted at the end and, field by field, in test_events.py."""
+accepted is asserted at the end and, field by field, in test_events.py. Invalid data must get a
+4xx (asserted here rather than by schemathesis, which does not count 414 URI Too Long)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import schemathesis
 from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from callvault.apps.calls.models import Call
 from callvault.apps.pbx.models import Integration
@@ -34,7 +35,7 @@ def test_the_events_endpoint_keeps_the_promises_of_its_document(
     checked = []
     for result in schema.include(path="/api/v1/events").get_all_operations():
         operation = result.ok()
-        for mode, examples in {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 30}.items():
+        for mode, examples in {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 25}.items():
 
             @given(case=operation.as_strategy(generation_mode=mode))
             @settings(
@@ -45,9 +46,20 @@ def test_the_events_endpoint_keeps_the_promises_of_its_document(
                 suppress_health_check=list(HealthCheck),
             )
             def check(case: Any) -> None:
-                case.call_and_validate(
-                    headers={"X-Callvault-Token": token}, excluded_checks=[positive_data_acceptance]
+                # A query string over 4 KiB answers 414 (api/urls.py), which schemathesis does not count
+                # as a rejection of invalid data; any 4xx is one here, asserted below.
+                response = case.call_and_validate(
+                    headers={"X-Callvault-Token": token},
+                    excluded_checks=[positive_data_acceptance, negative_data_rejection],
                 )
+                if mode == GenerationMode.NEGATIVE:  # noqa: B023 (called at once)
+                    assert 400 <= response.status_code < 500, (
+                        response.status_code,
+                        response.text,
+                        case.body,
+                        case.query,
+                        case.headers,
+                    )
 
             check()
             checked.append(f"{operation.method} {mode.value}")

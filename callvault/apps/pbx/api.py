@@ -19,37 +19,75 @@ from ninja import Router, Schema
 from callvault.apps.api.errors import ApiError
 from callvault.apps.api.schemas import ErrorOut
 from callvault.apps.pbx import auth, services
-from callvault.apps.pbx.events import KINDS, parse_event
+from callvault.apps.pbx.events import BOOLEAN_WORDS, DIRECTION_NAMES, EVENT_NAMES, parse_event
 
 router = Router(auth=None, tags=["pbx"])
 
+_NUMBER = {"type": "string", "maxLength": 100}
+# What parse_event accepts, stated as exactly as a schema can (aliases included); rules of meaning
+# (a time within the last 30 days, a phone number in a number field, no control characters)
+# answer 400 naming the field.
 EVENT_FIELDS: dict[str, Any] = {
-    "event": {"type": "string", "enum": list(KINDS), "description": "ringing / answered / ended / transfer"},
+    "event": {
+        "type": "string",
+        "enum": sorted(EVENT_NAMES),
+        "description": "ringing / answered / ended / transfer",
+    },
     "call_id": {
         "type": "string",
+        "minLength": 1,
         "maxLength": 255,
         "description": "PBX の通話 ID (同じ通話のイベントで同じ値)",
     },
     "event_id": {
         "type": "string",
         "maxLength": 128,
-        "pattern": "^[^\\x00-\\x1f]*$",
         "description": "イベントの一意な ID (再送の重複除去)",
     },
-    "time": {"type": "string", "description": "イベントの時刻: ISO 8601 か UNIX 秒 (省略時は受信時刻)"},
-    "caller": {"type": "string", "maxLength": 100, "description": "発信者番号"},
-    "callee": {"type": "string", "maxLength": 100, "description": "着信者番号"},
+    "time": {
+        "type": ["string", "number"],
+        "maxLength": 40,
+        "description": "イベントの時刻: ISO 8601 か UNIX 秒 (省略時は受信時刻)",
+    },
+    "caller": {**_NUMBER, "description": "発信者番号"},
+    "callee": {**_NUMBER, "description": "着信者番号"},
     "caller_name": {"type": "string", "maxLength": 100},
     "callee_name": {"type": "string", "maxLength": 100},
-    "extension": {"type": "string", "maxLength": 100, "description": "応答した (転送先の) 内線番号"},
-    "agent": {"type": "string", "maxLength": 150, "description": "担当者のユーザー名 (任意)"},
-    "direction": {"type": "string", "enum": ["in", "out", "internal"]},
-    "sip_call_id": {"type": "string", "maxLength": 255, "description": "録音と紐付ける SIP Call-ID"},
-    "reason": {"type": "string", "maxLength": 64, "description": "終了理由 (NOANSWER、BUSY などは不在着信)"},
-    "answered": {"type": "boolean", "description": "ended: 応答があったか"},
-    "talk_seconds": {"type": "number", "minimum": 0, "description": "ended: 通話秒数"},
-    "started_at": {"type": "string", "description": "ended: 通話の開始時刻 (通話記録だけを送る PBX 用)"},
-    "transfer_to": {"type": "string", "maxLength": 100, "description": "transfer: 転送先の内線番号"},
+    "extension": {**_NUMBER, "description": "応答した (転送先の) 内線番号"},
+    "agent": {
+        "type": "string",
+        "maxLength": 150,
+        "description": "担当者のユーザー名 (任意)",
+    },
+    "direction": {"type": "string", "enum": sorted(DIRECTION_NAMES)},
+    "sip_call_id": {
+        "type": "string",
+        "maxLength": 255,
+        "description": "録音と紐付ける SIP Call-ID",
+    },
+    "reason": {
+        "type": "string",
+        "maxLength": 64,
+        "description": "終了理由 (NOANSWER、BUSY などは不在着信)",
+    },
+    "answered": {
+        "type": ["boolean", "string"],
+        "enum": [True, False, *sorted(BOOLEAN_WORDS)],
+        "description": "ended: 応答があったか",
+    },
+    "talk_seconds": {
+        "type": ["number", "string"],
+        "minimum": 0,
+        "maximum": 604800,
+        "pattern": "^([0-9]{1,6}(\\.[0-9]+)?|([0-9]{1,3}:)?[0-9]{1,2}:[0-9]{2})$",
+        "description": "ended: 通話秒数 (秒数か hh:mm:ss)",
+    },
+    "started_at": {
+        "type": ["string", "number"],
+        "maxLength": 40,
+        "description": "ended: 通話の開始時刻 (通話記録だけを送る PBX 用)",
+    },
+    "transfer_to": {**_NUMBER, "description": "transfer: 転送先の内線番号"},
 }
 _SECURITY: list[dict[str, list[str]]] = [
     {"PbxSignature": [], "PbxKey": []},
@@ -140,6 +178,7 @@ RESPONSES: dict[int, Any] = {
     405: ErrorOut,
     409: ErrorOut,
     413: ErrorOut,
+    414: ErrorOut,
 }
 
 

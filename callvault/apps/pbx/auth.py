@@ -120,7 +120,7 @@ def authenticate(request: HttpRequest, body: bytes, now: datetime) -> Authentica
 
 def _token_of(request: HttpRequest) -> tuple[str | None, str]:
     header = request.headers.get("Authorization")
-    if header:
+    if header is not None:  # offered, even empty: it must be valid (no falling back to another one)
         scheme, _sep, value = header.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()[:200], "header_token"

@@ -75,11 +75,14 @@ _NOT_ANSWERED = {
     "rejected",
     "declined",
 }
-_TRUE = {"1", "true", "yes", "y", "on"}
-_FALSE = {"0", "false", "no", "n", "off"}
+_TRUE = {"1", "true", "True", "yes", "on"}
+_FALSE = {"0", "false", "False", "no", "off"}
 _TEXT_MAX = {"call_id": 255, "event_id": 128, "sip_call_id": 255, "reason": 64, "agent": 150}
 _NUMBER_RE = re.compile(r"[0-9+*#() .\-]{1,40}|anonymous|restricted|private|unavailable|非通知|公衆電話")
 _HMS_RE = re.compile(r"(?:(\d{1,3}):)?(\d{1,2}):(\d{2})")
+EVENT_NAMES = frozenset(_KIND_ALIASES)
+DIRECTION_NAMES = frozenset(_DIRECTIONS)
+BOOLEAN_WORDS = _TRUE | _FALSE
 MAX_PAST = timedelta(days=30)
 MAX_FUTURE = timedelta(minutes=5)
 
@@ -118,7 +121,7 @@ def _text(data: Mapping[str, Any], param: str, *names: str) -> str:
     value = _first(data, param, *names)
     if value is None:
         return ""
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    if not isinstance(value, str):  # numbers too: a JSON number would lose a number's leading 0
         raise bad_parameter(param, _("%(param)s は文字列で指定してください。") % {"param": param})
     text = str(value).strip()
     limit = _TEXT_MAX.get(param, 100)
@@ -147,9 +150,9 @@ def _bool(data: Mapping[str, Any], param: str) -> bool | None:
         return None
     if isinstance(value, bool):
         return value
-    if str(value).strip().lower() in _TRUE:
+    if isinstance(value, str) and value in _TRUE:
         return True
-    if str(value).strip().lower() in _FALSE:
+    if isinstance(value, str) and value in _FALSE:
         return False
     raise bad_parameter(param, _("%(param)s は true か false で指定してください。") % {"param": param})
 
@@ -186,9 +189,9 @@ def _seconds(data: Mapping[str, Any], param: str, *names: str) -> float | None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-    elif isinstance(value, str) and (m := _HMS_RE.fullmatch(value.strip())):
+    elif isinstance(value, str) and (m := _HMS_RE.fullmatch(value)):
         seconds = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + int(m.group(3))
-    elif isinstance(value, str) and re.fullmatch(r"\d{1,6}(\.\d+)?", value.strip()):
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}(\.[0-9]+)?", value):
         seconds = float(value)
     else:
         raise bad_parameter(param, _("%(param)s は秒数か hh:mm:ss で指定してください。") % {"param": param})
@@ -210,7 +213,7 @@ def _started(data: Mapping[str, Any], now: datetime) -> datetime | None:
 def parse_event(data: Mapping[str, Any], now: datetime) -> EventIn:
     if not isinstance(data, Mapping):
         raise ApiError(400, "invalid_body", _("イベントは JSON オブジェクトで送ってください。"))
-    raw_kind = _text(data, "event", "type").lower()
+    raw_kind = _text(data, "event", "type")
     if not raw_kind:
         raise bad_parameter("event", _("event (ringing、answered、ended、transfer) を指定してください。"))
     kind = _KIND_ALIASES.get(raw_kind)
@@ -231,7 +234,7 @@ def parse_event(data: Mapping[str, Any], now: datetime) -> EventIn:
                 "30 日前から現在までの時刻を指定してください。"
             ),
         ) from None
-    direction_raw = _text(data, "direction").lower()
+    direction_raw = _text(data, "direction")
     direction = _DIRECTIONS.get(direction_raw, "") if direction_raw else ""
     if direction_raw and not direction:
         raise bad_parameter("direction", _("direction は in、out、internal のいずれかで指定してください。"))

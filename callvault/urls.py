@@ -5,6 +5,7 @@ urlpatterns = [
     path("settings/webhooks/", include("callvault.apps.webhooks.urls")),
     path("settings/pbx/", include("callvault.apps.pbx.urls")),
     path("checks/recordings/", include("callvault.apps.completeness.urls")),
+    path("customers/", include("callvault.apps.customers.urls")),
     path("", include("callvault.apps.ops.urls")),
     path("", include("callvault.apps.web.urls")),
 ]

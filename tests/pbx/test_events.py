@@ -354,3 +354,12 @@ def test_an_empty_authorization_header_is_refused_even_next_to_a_valid_token(tok
 def test_it_takes_values_only_in_their_documented_form(pbx: Pbx, field: str, value: Any) -> None:
     r = pbx.signed({**ev("ended"), field: value})
     assert r.status_code == 400 and r.json()["param"] == field
+
+
+def test_deleting_a_call_deletes_the_events_that_named_its_numbers(
+    pbx: Pbx, integration: Integration
+) -> None:
+    pbx.signed(ev("ringing", caller="0312345678"))
+    pbx.signed(ev("ended", reason="NOANSWER"))
+    the_call(integration).delete()
+    assert not PbxEvent.objects.exists() and not PbxCall.objects.exists()

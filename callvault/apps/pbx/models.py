@@ -118,7 +118,8 @@ class PbxEvent(models.Model):
     pbx_call_id = models.CharField(max_length=255, blank=True, default="")
     event_time = models.DateTimeField()
     received_at = models.DateTimeField(db_index=True)
-    call = models.ForeignKey("calls.Call", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Deleting a call (retention, a privacy request) deletes the events that named its numbers too.
+    call = models.ForeignKey("calls.Call", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     auth = models.CharField(max_length=16, help_text="signature, header token or url token")
     payload = models.JSONField(default=dict)
 

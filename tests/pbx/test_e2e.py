@@ -221,4 +221,4 @@ def test_pbx_events_and_siprec_recordings_become_one_call_each_and_are_checked(s
         cwd=REPO,
         check=True,
     )
-    assert "問題あり 2 件" in everything.stdout and "録音が短い 1 件、片側のみ 1 件" in everything.stdout
+    assert "問題あり 2 件" in everything.stdout and "片側のみ 1 件、録音が短い 1 件" in everything.stdout

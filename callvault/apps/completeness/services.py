@@ -254,7 +254,7 @@ def run_check(
     else:
         summary.orphans = OrphanFile.objects.count()
     if summary.flagged or summary.orphans:
-        log.warning("completeness: %s", summary.as_dict())
+        log.info("completeness: %s", summary.as_dict())
     return summary
 
 

@@ -363,3 +363,13 @@ def test_a_recording_that_becomes_ready_clears_the_flag_at_once(cast: Cast, make
     make_recording(call, seconds=3.0)  # the retried finalize job stored it
     recording_ready.send_robust(sender=Recording, call=call)
     assert codes(call) == [] and call.completeness == "ok"
+
+
+def test_the_periodic_job_runs_the_check(cast: Cast, make_recording: Any) -> None:
+    from callvault.apps.completeness.tasks import check_recordings_task, scan_storage_task
+
+    make_recording(cast.call_a, seconds=3.0)
+    check_recordings_task.call_local()
+    assert codes(cast.call_a) == ["short"] and codes(cast.call_b) == ["missing"]
+    scan_storage_task.call_local()  # again, with the scan: the same result
+    assert codes(cast.call_a) == ["short"]

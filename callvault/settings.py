@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "callvault.apps.web",
     "callvault.apps.pbx",
     "callvault.apps.completeness",
+    "callvault.apps.uploads",
 ]
 
 MIDDLEWARE = [
@@ -199,6 +200,17 @@ PBX_LINK_WINDOW = env_int("CALLVAULT_PBX_LINK_WINDOW", 30, minimum=1, maximum=60
 # Completeness check: seconds after hang-up before a call's recording is judged.
 COMPLETENESS_GRACE = env_int("CALLVAULT_COMPLETENESS_GRACE", 600, minimum=0)
 SPOOL_FSYNC = env_bool("CALLVAULT_SPOOL_FSYNC", False)
+
+# --- Uploads (phones, recorder boxes, folder import) ----------------------------
+UPLOADS_DIR = DATA_DIR / "uploads"  # staging for resumable uploads, intent markers
+UPLOAD_MAX_BYTES = env_int("CALLVAULT_UPLOAD_MAX_MB", 500, minimum=1, maximum=100_000) * 1024 * 1024
+UPLOAD_MAX_SECONDS = env_int("CALLVAULT_UPLOAD_MAX_SECONDS", 4 * 3600, minimum=10)
+# Below this average (bytes of file per second of decoded audio) a file is a decompression bomb.
+UPLOAD_MIN_BYTES_PER_SECOND = env_int("CALLVAULT_UPLOAD_MIN_BYTES_PER_SECOND", 100, minimum=0)
+UPLOAD_EXPIRE_HOURS = env_int("CALLVAULT_UPLOAD_EXPIRE_HOURS", 24, minimum=1)
+# Large multipart uploads spill to disk here (the data volume), not to a small /tmp.
+FILE_UPLOAD_TEMP_DIR = str(UPLOADS_DIR / "tmp")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- Jobs ---------------------------------------------------------------------
 # One task API (huey). Embedded default: a queue in a SQLite file under the data

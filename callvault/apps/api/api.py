@@ -17,6 +17,7 @@ from callvault.apps.api.docs import OfflineSwagger
 from callvault.apps.api.errors import ApiError, error_body
 from callvault.apps.api.views import router
 from callvault.apps.pbx.api import router as pbx_router
+from callvault.apps.uploads.api import router as uploads_router
 
 log = logging.getLogger("callvault.api")
 
@@ -197,6 +198,7 @@ api = CallvaultAPI(
 )
 api.add_router("", router)
 api.add_router("", pbx_router)
+api.add_router("", uploads_router)  # /uploads: phone apps and recorder boxes (callvault/apps/uploads)
 
 
 def _respond(request: HttpRequest, status: int, body: dict[str, Any]) -> HttpResponse:

@@ -77,6 +77,9 @@ class Call(models.Model):
     packets_lost = models.BigIntegerField(default=0)
     packets_late = models.BigIntegerField(default=0)
     packets_dropped = models.BigIntegerField(default=0)
+    packets_capture_lost = models.BigIntegerField(
+        default=0, help_text="gaps the capture missed (not network loss; passive capture only)"
+    )
 
     team = models.ForeignKey(
         "accounts.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
@@ -154,6 +157,7 @@ class Stream(models.Model):
     packets_late = models.BigIntegerField(default=0)
     packets_duplicate = models.BigIntegerField(default=0)
     packets_dropped = models.BigIntegerField(default=0)
+    packets_capture_lost = models.BigIntegerField(default=0)
     ssrc_changes = models.PositiveIntegerField(default=0)
     jitter_ms = models.FloatField(default=0.0)
 

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("accounts", "0001_initial"),
-        ("calls", "0006_completeness"),
+        ("calls", "0007_completeness"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

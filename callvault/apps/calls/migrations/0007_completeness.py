@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("calls", "0005_call_finalize_owner"),
+        ("calls", "0006_capture_loss"),
     ]
 
     operations = [

@@ -163,6 +163,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("call_id", help="the call's id (UUID)")
 
+    p = sub.add_parser(
+        "check-recordings",
+        help="check that every finished call has a complete recording (missing, empty, short, one-sided)",
+        description=(
+            "Check calls that ended more than CALLVAULT_COMPLETENESS_GRACE seconds ago (default 600): "
+            "flag those whose recording is missing, empty, shorter than the call by more than 2 s or "
+            "single-sided, and files in storage without a recording row. Results are shown on the "
+            "page /checks/recordings/ and in /metrics. Safe to run at any time (idempotent)."
+        ),
+    )
+    _add_common(p)
+    p.add_argument(
+        "--all", action="store_true", help="check every finished call again, not only new/flagged ones"
+    )
+    p.add_argument("--days", type=int, default=None, help="only calls that ended in the last DAYS days")
+    p.add_argument("--no-scan", action="store_true", help="skip the scan of the recordings directory")
+    p.add_argument("--limit", type=int, default=100000, help="at most this many calls (default 100000)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 if any call is flagged or a file is orphaned"
+    )
+
     p = sub.add_parser("audit", help="check the audit log's hash chain")
     _add_common(p)
     p.add_argument(
@@ -244,6 +266,63 @@ def _duration_ja(seconds: float | None) -> str:
         return "-"
     s = round(seconds)
     return f"{s // 60}分{s % 60:02d}秒" if s >= 60 else f"{s}秒"
+
+
+def _cmd_check_recordings(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from callvault.apps.calls.models import Call
+    from callvault.apps.completeness.models import Reason
+    from callvault.apps.completeness.services import run_check
+    from callvault.phone import display
+
+    if args.days is not None and args.days < 1:
+        print("callvault check-recordings: --days must be 1 or more", file=sys.stderr)
+        return 2
+    if args.limit < 1:
+        print("callvault check-recordings: --limit must be 1 or more", file=sys.stderr)
+        return 2
+    since = timezone.now() - timedelta(days=args.days) if args.days else None
+    summary = run_check(everything=args.all, since=since, limit=args.limit, scan=not args.no_scan)
+    flagged = Call.objects.filter(completeness="flagged").order_by("-started_at")
+    if since is not None:
+        flagged = flagged.filter(ended_at__gte=since)
+    if args.json:
+        out = summary.as_dict()
+        out["flagged_total"] = flagged.count()
+        out["flagged_calls"] = [
+            {"id": str(c.pk), "started_at": c.started_at.isoformat(), "reasons": c.completeness_reasons}
+            for c in flagged[:1000]
+        ]
+        json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        labels = dict(Reason.choices)
+        print(
+            f"チェックした通話: {summary.checked} 件"
+            f" (問題なし {summary.ok} 件、問題あり {summary.flagged} 件)"
+        )
+        if summary.by_reason:
+            print("理由別: " + "、".join(f"{labels.get(k, k)} {n} 件" for k, n in summary.by_reason.items()))
+        if not args.no_scan:
+            print(f"保存先のファイル: {summary.scanned_files} 件を確認")
+        print(f"録音の記録がない保存先のファイル: {summary.orphans} 件")
+        total = flagged.count()
+        print(f"問題のある通話 (全体): {total} 件")
+        for c in flagged[:20]:
+            reasons = "、".join(str(labels.get(r.get("code"), "?")) for r in c.completeness_reasons)
+            print(
+                f"  {timezone.localtime(c.started_at):%Y/%m/%d %H:%M}  "
+                f"{display(c.caller_number) or '不明'} → {display(c.callee_number) or '不明'}"
+                f"  {reasons}  {c.pk}"
+            )
+        if total > 20:
+            print(f"  … ほか {total - 20} 件 (画面: /checks/recordings/)")
+    if args.strict and (flagged.exists() or summary.orphans):
+        return 1
+    return 0
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -572,6 +651,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_calls(args)
         if args.command == "retry":
             return _cmd_retry(args)
+        if args.command == "check-recordings":
+            return _cmd_check_recordings(args)
+
         if args.command == "import":
             return _cmd_import(args)
         if args.command == "sniff":

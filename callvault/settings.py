@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "callvault.apps.customers",
     "callvault.apps.ops",
     "callvault.apps.web",
+    "callvault.apps.pbx",
+    "callvault.apps.completeness",
     "callvault.apps.uploads",
 ]
 
@@ -198,6 +200,10 @@ OPUS_COMPLEXITY: int | None = None if _opus_complexity < 0 else _opus_complexity
 # The worker encodes calls while they go on (callvault/apps/recordings/preencode.py).
 PRE_ENCODE = env_bool("CALLVAULT_PRE_ENCODE", True)
 RTP_TIMEOUT = env_int("CALLVAULT_RTP_TIMEOUT", 60, minimum=5)
+# PBX events: how far apart a PBX call and a recording may start and still be linked by numbers.
+PBX_LINK_WINDOW = env_int("CALLVAULT_PBX_LINK_WINDOW", 30, minimum=1, maximum=600)
+# Completeness check: seconds after hang-up before a call's recording is judged.
+COMPLETENESS_GRACE = env_int("CALLVAULT_COMPLETENESS_GRACE", 600, minimum=0)
 SPOOL_FSYNC = env_bool("CALLVAULT_SPOOL_FSYNC", False)
 
 # --- Uploads (phones, recorder boxes, folder import) ----------------------------

@@ -92,6 +92,15 @@ class Call(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # The recording completeness check (callvault.apps.completeness): "" not checked yet,
+    # "ok", or "flagged" with the reasons [{"code": "short", "detail": {...}}, ...].
+    completeness = models.CharField(max_length=16, blank=True, default="", db_index=True)
+    completeness_reasons = models.JSONField(default=list, blank=True)
+    completeness_codes = models.CharField(
+        max_length=100, blank=True, default="", help_text=",short,one_sided,"
+    )
+    completeness_checked_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["-started_at", "-id"]
         indexes = [

@@ -194,7 +194,11 @@ class CallFilterForm(forms.Form):
     recording = forms.ChoiceField(
         label=gettext_lazy("録音"),
         required=False,
-        choices=[("", gettext_lazy("すべて")), *RecordingState.choices],
+        choices=[
+            ("", gettext_lazy("すべて")),
+            *RecordingState.choices,
+            ("flagged", gettext_lazy("欠落チェックで要確認")),
+        ],
         error_messages={"invalid_choice": _CHOICE_ERROR},
     )
 
@@ -338,7 +342,9 @@ def apply_filters(qs: QuerySet[Call], data: dict[str, Any]) -> QuerySet[Call]:
         qs = qs.filter(Exists(tagged))
     if data.get("state"):
         qs = qs.filter(state=data["state"])
-    if data.get("recording"):
+    if data.get("recording") == "flagged":  # the recording completeness check flagged it
+        qs = qs.filter(completeness="flagged")
+    elif data.get("recording"):
         qs = qs.filter(recording_state=data["recording"])
     return qs
 

@@ -39,6 +39,11 @@ def main() -> int:
     p.add_argument("--top", type=int, default=40, help="lines of the profile to print")
     p.add_argument("--language", default="", help="'en' to request the English UI")
     p.add_argument("--queries", action="store_true", help="print every SQL query of one request")
+    p.add_argument(
+        "--asgi",
+        action="store_true",
+        help="call the ASGI application (as uvicorn does) instead of the test client's WSGI-like handler",
+    )
     args = p.parse_args()
 
     os.environ["CALLVAULT_DATA_DIR"] = args.data_dir
@@ -58,7 +63,11 @@ def main() -> int:
     client.force_login(user)
     if args.language:
         client.cookies[settings.LANGUAGE_COOKIE_NAME] = args.language
-    print(f"backend {connection.vendor}, user {args.user}")
+    print(f"backend {connection.vendor}, user {args.user}, {'ASGI' if args.asgi else 'test client'}")
+    if args.asgi:
+        cookie = "; ".join(f"{k}={v.value}" for k, v in client.cookies.items())
+        asgi = AsgiCaller(cookie)
+        client = asgi  # type: ignore[assignment]
     for path in args.path or ["/"]:
         for _ in range(args.warmup):
             r = client.get(path)
@@ -98,6 +107,70 @@ def main() -> int:
             stats.sort_stats(args.sort).print_stats(args.top)
             print(out.getvalue())
     return 0
+
+
+class AsgiResponse:
+    def __init__(self, status: int, content: bytes) -> None:
+        self.status_code, self.content = status, content
+
+
+class AsgiCaller:
+    """``get(path)`` through ``callvault.asgi.application`` in one event loop, like uvicorn."""
+
+    def __init__(self, cookie: str) -> None:
+        import asyncio
+
+        from callvault.asgi import application
+
+        self.app = application
+        self.cookie = cookie.encode()
+        self.loop = asyncio.new_event_loop()
+
+    def get(self, path: str) -> AsgiResponse:
+        return self.loop.run_until_complete(self._get(path))
+
+    async def _get(self, path: str) -> AsgiResponse:
+        raw_path, _, query = path.partition("?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": raw_path,
+            "raw_path": raw_path.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [
+                (b"host", b"127.0.0.1:8000"),
+                (b"accept", b"text/html"),
+                (b"cookie", self.cookie),
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        sent = False
+        status, body = 0, []
+
+        async def receive() -> dict[str, object]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            import asyncio
+
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, object]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])  # type: ignore[call-overload]
+            elif message["type"] == "http.response.body":
+                body.append(bytes(message.get("body", b"")))  # type: ignore[arg-type]
+
+        await self.app(scope, receive, send)
+        return AsgiResponse(status, b"".join(body))
 
 
 if __name__ == "__main__":

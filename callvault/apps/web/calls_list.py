@@ -22,7 +22,9 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.db import connections
 from django.db.models import Exists, Max, Min, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
@@ -298,6 +300,40 @@ def complete_number(text: str) -> str | None:
         return None
 
 
+# The FTS5 trigram table of SQLite (migration calls 0006); PostgreSQL's pg_trgm indexes need no help.
+NUMBER_FTS = "calls_call_numbers"
+_fts_ready: dict[str, bool] = {}
+
+
+def _number_fts_ready(alias: str) -> bool:
+    if alias not in _fts_ready:
+        conn = connections[alias]
+        _fts_ready[alias] = conn.vendor == "sqlite" and NUMBER_FTS in conn.introspection.table_names()
+    return _fts_ready[alias]
+
+
+def number_candidates(terms: list[str], alias: str) -> Q:
+    """Calls that may hold one of ``terms`` in a number, from the trigram index; ``Q()`` if none helps.
+
+    Only narrows: the exact ``contains`` conditions stay. Trigrams need 3 characters, so a shorter
+    term ("56") reads every call, as does a database without the index.
+    """
+    if not all(len(t) >= 3 for t in terms) or not _number_fts_ready(alias):
+        return Q()
+    match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    sql = (
+        "SELECT call_id FROM calls_call_numbers_map WHERE rowid IN "
+        "(SELECT rowid FROM calls_call_numbers WHERE calls_call_numbers MATCH %s)"
+    )
+    return Q(id__in=RawSQL(sql, [match]))  # noqa: S611 - constant SQL, the search text is a parameter
+
+
+def is_number_search(data: dict[str, Any]) -> bool:
+    """Whether the filters look for a phone number: few calls match, found through the number indexes."""
+    q = (data.get("q") or "").strip()
+    return bool(q) and bool(number_terms(q))
+
+
 def local_day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
@@ -315,6 +351,8 @@ def apply_filters(qs: QuerySet[Call], data: dict[str, Any]) -> QuerySet[Call]:
         else:
             for term in terms:
                 cond |= Q(caller_number__contains=term) | Q(callee_number__contains=term)
+            if terms:
+                cond &= number_candidates(terms, qs.db)
         if not terms:
             name = normalize_text(q)
             cond = Q(caller_name__icontains=name) | Q(callee_name__icontains=name)
@@ -453,10 +491,15 @@ def display_values(qs: QuerySet[Call]) -> list[dict[str, Any]]:
 
 
 def take_for_display(
-    qs: QuerySet[Call], n: int, *, older: Cursor | None = None, newer: Cursor | None = None
+    qs: QuerySet[Call],
+    n: int,
+    *,
+    older: Cursor | None = None,
+    newer: Cursor | None = None,
+    windowed: bool = True,
 ) -> list[dict[str, Any]]:
     """:func:`take` with what rows show (ROW_FIELDS and the tags), as values, not model instances."""
-    return attach_tags(take(qs.values(*ROW_FIELDS), n, older=older, newer=newer))
+    return attach_tags(take(qs.values(*ROW_FIELDS), n, older=older, newer=newer, windowed=windowed))
 
 
 # Time windows tried before reading without a bound. With the (team, started_at, id) and
@@ -465,8 +508,23 @@ def take_for_display(
 WINDOWS = (timedelta(days=1), timedelta(days=8), timedelta(days=64), timedelta(days=512))
 
 
-def take(qs: QuerySet[Any], n: int, *, older: Cursor | None = None, newer: Cursor | None = None) -> list[Any]:
-    """The first ``n`` calls of ``qs`` newest first (after ``older``), or oldest first (after ``newer``)."""
+def take(
+    qs: QuerySet[Any],
+    n: int,
+    *,
+    older: Cursor | None = None,
+    newer: Cursor | None = None,
+    windowed: bool = True,
+) -> list[Any]:
+    """The first ``n`` calls of ``qs`` newest first (after ``older``), or oldest first (after ``newer``).
+
+    ``windowed=False`` when few calls match through another index (a number search): a time window
+    would only make the database read the newest calls one by one instead of using that index.
+    """
+    if not windowed:
+        if newer is not None:
+            return list(qs.filter(newer_than(newer)).order_by(*OLDEST_FIRST)[:n])
+        return list((qs.filter(older_than(older)) if older else qs).order_by(*NEWEST_FIRST)[:n])
     if newer is not None:
         anchor: datetime | None = newer.started_at
         qs, order, sign = qs.filter(newer_than(newer)), OLDEST_FIRST, 1
@@ -489,19 +547,21 @@ def take(qs: QuerySet[Any], n: int, *, older: Cursor | None = None, newer: Curso
     return list(qs.order_by(*order)[:n])
 
 
-def page_of(qs: QuerySet[Call], *, after: str = "", before: str = "", size: int = PAGE_SIZE) -> Page:
+def page_of(
+    qs: QuerySet[Call], *, after: str = "", before: str = "", size: int = PAGE_SIZE, windowed: bool = True
+) -> Page:
     """One page of ``qs`` newest first: after a cursor (older calls), or before one (newer)."""
     if after and before:
         raise BadFilter(bad_page_message())
     if before:
-        rows = take_for_display(qs, size + 1, newer=Cursor.decode(before))
+        rows = take_for_display(qs, size + 1, newer=Cursor.decode(before), windowed=windowed)
         if len(rows) <= size:  # back at the top: the first page, full and with the newest calls
-            return page_of(qs, size=size)
+            return page_of(qs, size=size, windowed=windowed)
         rows = rows[:size]
         rows.reverse()
         return Page(calls=rows, newer=Cursor.of(rows[0]), older=Cursor.of(rows[-1]), is_first=False)
     cursor = Cursor.decode(after) if after else None
-    rows = take_for_display(qs, size + 1, older=cursor)
+    rows = take_for_display(qs, size + 1, older=cursor, windowed=windowed)
     more_older = len(rows) > size
     rows = rows[:size]
     return Page(

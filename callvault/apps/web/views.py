@@ -167,7 +167,12 @@ def calls(request: HttpRequest) -> HttpResponse:
         form = _filter_form(request)
         context["form"] = form
         qs = _filtered(request, form, access.visible_calls(user))
-        page = cl.page_of(qs, after=request.GET.get("after", ""), before=request.GET.get("before", ""))
+        page = cl.page_of(
+            qs,
+            after=request.GET.get("after", ""),
+            before=request.GET.get("before", ""),
+            windowed=not cl.is_number_search(form.cleaned_data),
+        )
     except cl.BadFilter as exc:
         context.setdefault("form", cl.CallFilterForm(user=user))
         form = context["form"]

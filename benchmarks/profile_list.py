@@ -95,7 +95,7 @@ def main() -> int:
             f"{size:,} bytes, {r.content.count(b'data-call-id=')} rows"
         )
         for q in slowest:
-            print(f"    {float(q['time']) * 1000:6.1f} ms  {q['sql'][:300]}")
+            print(f"    {float(q['time']) * 1000:6.1f} ms  {q['sql'][:4000]}")
         if args.profile:
             prof = cProfile.Profile()
             prof.enable()

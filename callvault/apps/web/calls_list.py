@@ -320,7 +320,10 @@ def number_candidates(terms: list[str], alias: str) -> Q:
     """
     if not all(len(t) >= 3 for t in terms) or not _number_fts_ready(alias):
         return Q()
-    match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    # a term holding another one only finds calls the shorter one finds too; and the longer ones
+    # are the costly ones ("+8112345678" reads the "+81" trigram of every call)
+    needed = [t for t in terms if not any(o != t and o in t for o in terms)]
+    match = " OR ".join('"' + t.replace('"', '""') + '"' for t in needed)
     sql = (
         "SELECT call_id FROM calls_call_numbers_map WHERE rowid IN "
         "(SELECT rowid FROM calls_call_numbers WHERE calls_call_numbers MATCH %s)"

@@ -21,13 +21,14 @@ playback) are sent by Django's ASGI code as before.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.http import HttpRequest, HttpResponseBase
 
 from callvault.config import env_int
@@ -54,6 +55,18 @@ class PooledSyncASGIHandler(ASGIHandler):
             return self.get_response(request)
         finally:
             close_old_connections()
+
+    def close(self) -> None:
+        """Close every pool thread's database connections and stop the threads."""
+        barrier = threading.Barrier(self.threads)
+
+        def close_here() -> None:
+            connections.close_all()
+            barrier.wait(timeout=10)  # so that each thread runs exactly one of these
+
+        for future in [self.executor.submit(close_here) for _ in range(self.threads)]:
+            future.result()
+        self.executor.shutdown()
 
 
 def get_asgi_application(threads: int | None = None) -> Any:

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "callvault.apps.api",
     "callvault.apps.webhooks",
     "callvault.apps.live",
+    "callvault.apps.customers",
     "callvault.apps.ops",
     "callvault.apps.web",
 ]

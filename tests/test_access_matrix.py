@@ -56,6 +56,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from callvault.apps.accounts.models import ApiToken, Line, Membership, Team
 from callvault.apps.calls.models import Call, CallTag, Comment, Tag
+from callvault.apps.customers.services import CustomerInput, PhoneInput, create_customer
 from callvault.apps.recordings.models import Recording
 from callvault.apps.web import format as fmt
 from callvault.apps.webhooks.models import Delivery, Webhook
@@ -91,6 +92,7 @@ ADMINS = frozenset({"admin"})  # access.is_admin
 AUDIT_READERS = frozenset({"admin", "auditor"})  # access.can_view_audit
 COMMENT_DELETERS = frozenset({"admin", "member"})  # the comment's author (member) and admins
 TOKEN_OWNER = frozenset({"member"})  # the token in the URL is the member's
+CUSTOMER_A_VIEWERS = frozenset({"admin", "supervisor", "member"})  # access.visible_customers
 
 REMOTE_ADDR = "203.0.113.10"  # a browser on the office network: not loopback
 CSRF_SECRET = "matrixCsrfSecret0123456789abcdef"  # 32 characters: a valid unmasked CSRF secret
@@ -224,6 +226,8 @@ ROUTES: dict[str, Route] = {
     "api:tags": api(GET=rule(LOGGED_IN)),  # the shared tag list
     "api:call_tags": api(GET=everyone(METHOD), POST=rule(CALL_A_MANAGERS, member=FORBIDDEN)),
     "api:call_tags_remove": api(GET=everyone(METHOD), DELETE=rule(CALL_A_MANAGERS, member=FORBIDDEN)),
+    # -- customers (顧客): customers/urls.py, customers/views.py; customer_a belongs to team A
+    "customers:detail": web(GET=rule(CUSTOMER_A_VIEWERS)),
 }
 
 # --- the world: the cast and the objects the routes' parameters point at -------------------------
@@ -234,6 +238,7 @@ CALL_A_CALLER = ("+81367891234", "高橋 美咲")
 CALL_B_CALLER = ("+819087654321", "井上 直樹")
 CALL_A_COMMENT = "折り返し希望 (通話Aのメモ)"
 TAG_NAME = "要折り返し"
+CUSTOMER_A_COMPANY = "高橋工務店 (顧客Aの会社)"
 
 
 @dataclass
@@ -250,6 +255,7 @@ class World:
     recordings_dir: Path
     sessions: dict[str, str]  # role -> session key of a logged-in browser
     tokens: dict[str, str]  # role -> API token (ApiToken.issue)
+    customer: Any = None  # customer_a: a customer of team A who called (call_a's caller)
 
 
 def build_cast() -> Cast:
@@ -311,7 +317,16 @@ def build_world(folder: Path) -> World:
         client.force_login(user)
         sessions[role] = client.cookies[settings.SESSION_COOKIE_NAME].value
         tokens[role] = ApiToken.issue(user, "matrix")[1]
+    customer = create_customer(
+        CustomerInput(
+            data={"name": CALL_A_CALLER[1], "company": CUSTOMER_A_COMPANY},
+            phones=[PhoneInput(CALL_A_CALLER[0])],
+            owner_team_id=cast.team_a.pk,
+        ),
+        user=cast.supervisor,
+    )
     return World(
+        customer=customer,
         cast=cast,
         comment=comment,
         tag=tag,
@@ -376,6 +391,7 @@ def param_value(route: str, param: str, w: World) -> Any:
         "membership_id": lambda: w.membership.pk,
         "delivery_id": lambda: w.delivery.pk,
         "name": lambda: "swagger-ui.css",  # api:docs_asset
+        "customer_id": lambda: w.customer.pk,
     }
     if param in values:
         return values[param]()
@@ -450,9 +466,14 @@ def needles_for(role: str, w: World, *, exempt_uuid: bool) -> list[str]:
     a, b = w.cast.call_a, w.cast.call_b
     with_id = not exempt_uuid
     if role == "outsider":
-        return [*call_needles(a, with_id=with_id), CALL_A_COMMENT]
+        return [*call_needles(a, with_id=with_id), CALL_A_COMMENT, CUSTOMER_A_COMPANY]
     if role == "auditor":
-        return [*call_needles(a, with_id=with_id), *call_needles(b, with_id=with_id), CALL_A_COMMENT]
+        return [
+            *call_needles(a, with_id=with_id),
+            *call_needles(b, with_id=with_id),
+            CALL_A_COMMENT,
+            CUSTOMER_A_COMPANY,
+        ]
     if role in ("supervisor", "member"):
         return call_needles(b)
     if role == "anonymous":  # a login redirect repeats the URL asked for (call_a's id): not a leak

@@ -108,3 +108,67 @@ def can_export(user: Any, call: Call | None = None) -> bool:
 def can_manage_call(user: Any, call: Call) -> bool:
     """Tagging, deleting and similar changes: admins and the call's supervisors."""
     return can_export(user, call)
+
+
+# --- Customers (顧客) ---------------------------------------------------------------------------
+# Visible to members of the owner team (any team role) and admins; supervisors of the owner team
+# and admins edit, merge, delete, import and export; any member of the team may create customers
+# for that team and add notes. Customers without an owner team are for admins only.
+
+
+def customer_team_ids(user: Any) -> list[int] | None:
+    """Teams whose customers the user sees: None for every team (admins), [] for none."""
+    role = role_of(user)
+    if role == UserRole.ADMIN:
+        return None
+    if role != UserRole.MEMBER:
+        return []
+    return list(user.memberships.values_list("team_id", flat=True))
+
+
+def visible_customers(user: Any) -> QuerySet[Any]:
+    from callvault.apps.customers.models import Customer
+
+    teams = customer_team_ids(user)
+    if teams is None:
+        return Customer.objects.all()
+    return Customer.objects.filter(owner_team_id__in=teams)
+
+
+def get_customer_for_user(user: Any, customer_id: Any) -> Any:
+    """The customer if the user may see it; 404 otherwise (also for malformed ids)."""
+    from callvault.apps.customers.models import Customer
+
+    try:
+        return visible_customers(user).get(pk=int(customer_id))
+    except (Customer.DoesNotExist, ValueError, TypeError, OverflowError):
+        raise Http404("customer not found") from None
+
+
+def customer_edit_team_ids(user: Any) -> list[int] | None:
+    """Teams whose customers the user may edit: None for every team (admins)."""
+    role = role_of(user)
+    if role == UserRole.ADMIN:
+        return None
+    if role != UserRole.MEMBER:
+        return []
+    return supervised_team_ids(user)
+
+
+def can_edit_customer(user: Any, customer: Any) -> bool:
+    teams = customer_edit_team_ids(user)
+    return teams is None or (customer.owner_team_id is not None and customer.owner_team_id in teams)
+
+
+def can_create_customer(user: Any, team_id: int | None) -> bool:
+    """Members create customers for their own teams; only admins create ones without a team."""
+    teams = customer_team_ids(user)
+    if teams is None:
+        return True
+    return team_id is not None and team_id in teams
+
+
+def can_manage_customers(user: Any) -> bool:
+    """Import, export, merge, number lists: admins and supervisors (of their teams)."""
+    teams = customer_edit_team_ids(user)
+    return teams is None or bool(teams)

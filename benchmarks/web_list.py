@@ -14,9 +14,10 @@ What it does:
    call page. Rows are written with executemany (SQLite) or COPY (PostgreSQL) with the
    secondary indexes dropped and rebuilt afterwards. PostgreSQL gets VACUUM ANALYZE (what
    autovacuum does anyway); SQLite gets no ANALYZE, as in production (callvault never runs it).
-2. **Load**: one ``callvault web`` process (uvicorn, one worker, as ``callvault serve`` runs it)
-   pinned to core 0 (``taskset -c 0``); this script drives it from core 1 with 20 virtual users
-   (asyncio, a minimal HTTP/1.1 keep-alive client; each user logs in once and keeps its
+2. **Load**: ``callvault web`` (uvicorn; ``--web-workers N`` processes, default 1 as ``callvault
+   serve`` runs it) pinned to ``--web-cpus`` (``taskset``, default core 0); this script drives it
+   from core 1 with 20 virtual users (asyncio, a minimal HTTP/1.1 keep-alive client; each user
+   logs in once and keeps its
    session cookie). Every scenario runs twice: one user alone (the service time), then 20 users
    without think time (closed loop, the issue's "20 concurrent users") for a fixed number of
    requests (with a time cap). Scenarios: first page as admin / supervisor / agent (team shares

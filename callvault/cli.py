@@ -169,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
         "action", choices=["verify"], help="verify: recompute every hash; exit 1 if the chain is broken"
     )
 
+    p = sub.add_parser(
+        "import-audio",
+        help="import a folder of recordings (WAV/MP3/M4A/AMR/Opus/FLAC + calls.csv or NAME.json)",
+        description="Import every recording in DIR as a call. Metadata comes from NAME.json next to "
+        "each file or from DIR/calls.csv (UTF-8 or CP932); see README 'Folder import'. Files are "
+        "validated by decoding; already imported files are skipped. Exit status 1 if any file was "
+        "rejected.",
+    )
+    _add_common(p)
+    p.add_argument("folder", metavar="DIR", help="the folder to import")
+    p.add_argument("--dry-run", action="store_true", help="check every file and report, store nothing")
+
     p = sub.add_parser("test-call", help="place a test SIPREC call (tones on both legs) to a recorder")
     p.add_argument("target", help="recorder address HOST:PORT, e.g. 127.0.0.1:5060")
     p.add_argument("--seconds", type=float, default=5.0, help="length of the call (default 5)")
@@ -244,6 +256,41 @@ def _cmd_retry(args: argparse.Namespace) -> int:
         return 1
     print(message)
     return 0
+
+
+def _cmd_import_audio(args: argparse.Namespace) -> int:
+    import getpass
+
+    from callvault.apps.uploads.importer import ImportError_, Outcome, import_folder
+
+    labels = {"imported": "取込", "duplicate": "重複", "rejected": "拒否", "ok": "確認OK"}
+
+    def show(o: Outcome) -> None:
+        call = f" → 通話 {o.call_id}" if o.call_id else ""
+        detail = f": {o.detail}" if o.detail else ""
+        print(f"{labels.get(o.status, o.status)}  {o.file}{call}{detail}", flush=True)
+
+    try:
+        operator = f"import-audio ({getpass.getuser()})"
+    except (KeyError, OSError):
+        operator = "import-audio"
+    try:
+        summary = import_folder(Path(args.folder), dry_run=args.dry_run, operator=operator, progress=show)
+    except ImportError_ as exc:
+        print(f"callvault import-audio: {exc}", file=sys.stderr)
+        return 2
+    rejected = summary.count("rejected")
+    if args.dry_run:
+        print(
+            f"確認のみ (何も保存していません): 取り込み可能 {summary.count('ok')} 件、"
+            f"重複 {summary.count('duplicate')} 件、拒否 {rejected} 件"
+        )
+    else:
+        print(
+            f"完了: 取込 {summary.count('imported')} 件、重複のためスキップ {summary.count('duplicate')} 件、"
+            f"拒否 {rejected} 件"
+        )
+    return 1 if rejected else 0
 
 
 def _cmd_test_call(args: argparse.Namespace) -> int:
@@ -419,6 +466,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_calls(args)
         if args.command == "retry":
             return _cmd_retry(args)
+        if args.command == "import-audio":
+            _migrate()
+            return _cmd_import_audio(args)
         if args.command == "audit":
             from django.core.management import call_command
 

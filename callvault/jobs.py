@@ -24,6 +24,9 @@ def run_worker() -> int:
     from callvault.apps.webhooks.tasks import sweep as sweep_webhooks
 
     sweep_webhooks()
+    from callvault.apps.uploads.tasks import sweep_uploads
+
+    sweep_uploads()  # orphan files of uploads that died before their commit, expired staging
     options = dict(settings.HUEY.get("consumer", {}))
     # Worker processes are forked: they must not share the database connections opened above.
     from django.db import connections

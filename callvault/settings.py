@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "callvault.apps.customers",
     "callvault.apps.ops",
     "callvault.apps.web",
+    "callvault.apps.uploads",
 ]
 
 MIDDLEWARE = [
@@ -194,6 +195,17 @@ RECORDING_FORMAT = env_choice("CALLVAULT_RECORDING_FORMAT", "opus", ("opus", "fl
 OPUS_BITRATE = env_int("CALLVAULT_OPUS_BITRATE", 0, minimum=0, maximum=256000) or None
 RTP_TIMEOUT = env_int("CALLVAULT_RTP_TIMEOUT", 60, minimum=5)
 SPOOL_FSYNC = env_bool("CALLVAULT_SPOOL_FSYNC", False)
+
+# --- Uploads (phones, recorder boxes, folder import) ----------------------------
+UPLOADS_DIR = DATA_DIR / "uploads"  # staging for resumable uploads, intent markers
+UPLOAD_MAX_BYTES = env_int("CALLVAULT_UPLOAD_MAX_MB", 500, minimum=1, maximum=100_000) * 1024 * 1024
+UPLOAD_MAX_SECONDS = env_int("CALLVAULT_UPLOAD_MAX_SECONDS", 4 * 3600, minimum=10)
+# Below this average (bytes of file per second of decoded audio) a file is a decompression bomb.
+UPLOAD_MIN_BYTES_PER_SECOND = env_int("CALLVAULT_UPLOAD_MIN_BYTES_PER_SECOND", 100, minimum=0)
+UPLOAD_EXPIRE_HOURS = env_int("CALLVAULT_UPLOAD_EXPIRE_HOURS", 24, minimum=1)
+# Large multipart uploads spill to disk here (the data volume), not to a small /tmp.
+FILE_UPLOAD_TEMP_DIR = str(UPLOADS_DIR / "tmp")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- Jobs ---------------------------------------------------------------------
 # One task API (huey). Embedded default: a queue in a SQLite file under the data

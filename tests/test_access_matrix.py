@@ -40,6 +40,7 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,13 @@ from django.db import transaction
 from django.http import HttpResponseBase
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from callvault.apps.accounts.models import ApiToken, Line, Membership, Team
 from callvault.apps.calls.models import Call, CallTag, Comment, Tag
 from callvault.apps.customers.services import CustomerInput, PhoneInput, create_customer
 from callvault.apps.recordings.models import Recording
+from callvault.apps.uploads.models import Device, Upload
 from callvault.apps.web import format as fmt
 from callvault.apps.webhooks.models import Delivery, Webhook
 from callvault.apps.webhooks.services import create_call_deliveries
@@ -92,6 +95,8 @@ ADMINS = frozenset({"admin"})  # access.is_admin
 AUDIT_READERS = frozenset({"admin", "auditor"})  # access.can_view_audit
 COMMENT_DELETERS = frozenset({"admin", "member"})  # the comment's author (member) and admins
 TOKEN_OWNER = frozenset({"member"})  # the token in the URL is the member's
+UPLOADERS = frozenset({"admin", "supervisor"})  # uploads.api._origin
+UPLOAD_OWNERS = frozenset({"admin", "supervisor"})  # the world's upload is the supervisor's
 CUSTOMER_A_VIEWERS = frozenset({"admin", "supervisor", "member"})  # access.visible_customers
 
 REMOTE_ADDR = "203.0.113.10"  # a browser on the office network: not loopback
@@ -226,6 +231,19 @@ ROUTES: dict[str, Route] = {
     "api:tags": api(GET=rule(LOGGED_IN)),  # the shared tag list
     "api:call_tags": api(GET=everyone(METHOD), POST=rule(CALL_A_MANAGERS, member=FORBIDDEN)),
     "api:call_tags_remove": api(GET=everyone(METHOD), DELETE=rule(CALL_A_MANAGERS, member=FORBIDDEN)),
+    # -- uploads: callvault/apps/uploads (device tokens are tested in tests/uploads). With a user's
+    # token or session: admins and supervisors may upload (tus creation here); agents and auditors
+    # get 403, the API's documented answer. An upload is seen and continued only by its owner (the
+    # supervisor here) and admins; everyone else 404.
+    "api:upload_create": api(POST=rule(UPLOADERS, others=FORBIDDEN)),
+    "api:upload_options": api(GET=everyone(METHOD)),  # OPTIONS (tus discovery) needs no credentials
+    "api:upload_detail": api(GET=rule(UPLOAD_OWNERS)),
+    "api:upload_head": api(GET=rule(UPLOAD_OWNERS)),  # the same path: HEAD is tested in tests/uploads
+    "api:upload_patch": api(PATCH=rule(UPLOAD_OWNERS)),
+    "api:upload_delete": api(DELETE=rule(UPLOAD_OWNERS)),
+    "web:admin_devices": web(GET=rule(ADMINS)),
+    "web:admin_device_create": web(GET=rule(ADMINS), POST=rule(ADMINS)),
+    "web:admin_device_revoke": web(GET=rule(ADMINS, ok=METHOD), POST=rule(ADMINS)),
     # -- customers (顧客): customers/urls.py, customers/views.py; customer_a belongs to team A
     "customers:detail": web(GET=rule(CUSTOMER_A_VIEWERS)),
 }
@@ -252,6 +270,8 @@ class World:
     webhook: Webhook
     delivery: Delivery
     recording: Recording
+    upload: Upload
+    device: Device
     recordings_dir: Path
     sessions: dict[str, str]  # role -> session key of a logged-in browser
     tokens: dict[str, str]  # role -> API token (ApiToken.issue)
@@ -337,6 +357,10 @@ def build_world(folder: Path) -> World:
         delivery=delivery,
         recording=recording,
         recordings_dir=folder,
+        upload=Upload.objects.create(
+            user=cast.supervisor, length=1000, expires_at=timezone.now() + timedelta(hours=1)
+        ),
+        device=Device.create_with_token(name="行列テストの端末", team=cast.team_a)[0],
         sessions=sessions,
         tokens=tokens,
     )
@@ -377,6 +401,7 @@ def world(world_once: World, settings: Any, tmp_path: Path) -> World:
     settings.SPOOL_DIR.mkdir()
     settings.MIN_FREE_DISK_BYTES = 1
     settings.METRICS_TOKEN = ""
+    settings.UPLOADS_DIR = tmp_path / "uploads"  # staging of the uploads created by the matrix
     return world_once
 
 
@@ -391,6 +416,7 @@ def param_value(route: str, param: str, w: World) -> Any:
         "membership_id": lambda: w.membership.pk,
         "delivery_id": lambda: w.delivery.pk,
         "name": lambda: "swagger-ui.css",  # api:docs_asset
+        "upload_id": lambda: w.upload.pk,
         "customer_id": lambda: w.customer.pk,
     }
     if param in values:
@@ -403,6 +429,7 @@ def param_value(route: str, param: str, w: World) -> Any:
             "web:admin_line": w.line.pk,
             "web:account_token": w.member_token.pk,
             "webhooks:": w.webhook.pk,
+            "web:admin_device": w.device.pk,
         }
         for prefix, value in by_prefix.items():
             if route.startswith(prefix):
@@ -441,8 +468,34 @@ def web_bodies(w: World) -> dict[str, dict[str, Any]]:
         "web:account_token_create": {"name": "行列テスト"},
         "webhooks:create": hook,
         "webhooks:edit": hook,
+        "web:admin_device_create": {"name": "行列テストの新しい端末", "team": c.team_a.pk},
     }
 
+
+@dataclass(frozen=True)
+class RawBody:
+    """A request body that is not JSON (tus: headers and bytes)."""
+
+    content_type: str
+    body: bytes
+    headers: dict[str, str]
+
+
+# tus creation (Upload-Metadata: started_at 2026-11-27T14:05:00+09:00) and an empty tus PATCH.
+API_RAW: dict[tuple[str, str], RawBody] = {
+    ("api:upload_create", "POST"): RawBody(
+        "application/json",
+        b"",
+        {
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": "1000",
+            "Upload-Metadata": "started_at MjAyNi0xMS0yN1QxNDowNTowMCswOTowMA==",
+        },
+    ),
+    ("api:upload_patch", "PATCH"): RawBody(
+        "application/offset+octet-stream", b"", {"Tus-Resumable": "1.0.0", "Upload-Offset": "0"}
+    ),
+}
 
 API_BODIES: dict[str, Any] = {
     "api:call_comments_add": {"text": "行列テストのコメント"},
@@ -549,6 +602,14 @@ class Attempt:
 
     def send(self, url: str) -> HttpResponseBase:
         headers = self.headers or {}
+        if isinstance(self.data, RawBody):
+            return self.client.generic(
+                self.method,
+                url,
+                self.data.body,
+                content_type=self.data.content_type,
+                headers={**self.data.headers, **headers},
+            )
         if self.method == "GET":
             return self.client.get(url, headers=headers)
         if self.as_json:
@@ -578,7 +639,7 @@ def attempts_for(name: str, route: Route, role: str, w: World) -> Iterator[Attem
                 f"{method}", expected, session, method, {**data, "csrfmiddlewaretoken": CSRF_SECRET}
             )
             continue
-        body = API_BODIES.get(name)
+        body = API_RAW.get((name, method)) or API_BODIES.get(name)
         if token is None:
             yield Attempt(f"{method} (no credentials)", expected, program(), method, body, as_json=True)
             bogus = {"Authorization": "Bearer cv_" + "x" * 43}

@@ -16,6 +16,7 @@ from callvault.apps.api.auth import REALM, BearerTokenAuth, SessionCsrfAuth, Una
 from callvault.apps.api.docs import OfflineSwagger
 from callvault.apps.api.errors import ApiError, error_body
 from callvault.apps.api.views import router
+from callvault.apps.uploads.api import router as uploads_router
 
 log = logging.getLogger("callvault.api")
 
@@ -171,6 +172,7 @@ api = CallvaultAPI(
     docs_url="/docs",
 )
 api.add_router("", router)
+api.add_router("", uploads_router)  # /uploads: phone apps and recorder boxes (callvault/apps/uploads)
 
 
 def _respond(request: HttpRequest, status: int, body: dict[str, Any]) -> HttpResponse:

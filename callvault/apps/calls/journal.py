@@ -155,6 +155,41 @@ def upsert_call(state: JournalState, *, spool_key: str) -> Call:
     return call
 
 
+def early_call(record: dict[str, Any]) -> Call:
+    """An unsaved Call from an INVITE's journal record, with the team and agent its lines give.
+
+    For live screens only (the screen-pop of a ringing call): the database row is written
+    later by :func:`upsert_call`, from the journal, with the same id.
+    """
+    from callvault.apps.accounts.services import line_for
+
+    state = JournalState.fold([record])
+    caller = participant_fields(_party(state, "caller") or {})
+    callee = participant_fields(_party(state, "callee") or {})
+    call = Call(
+        id=state.call_id,
+        source=record.get("source", "siprec"),
+        direction=record.get("direction", "unknown"),
+        started_at=ts(record["t"]),
+        caller_number=caller["number"],
+        caller_name=caller["display_name"],
+        callee_number=callee["number"],
+        callee_name=callee["display_name"],
+        state=CallState.RINGING if record.get("type") == "invite" else CallState.FAILED,
+    )
+    numbers = {"caller": {caller["number"]}, "callee": {callee["number"]}}
+    line = line_for(call.direction, numbers["caller"], numbers["callee"])
+    if line is not None:
+        call.team, call.agent = line.team, line.user
+    return call
+
+
+def publish_early(record: dict[str, Any]) -> None:
+    """``call.ringing`` for an INVITE record (``call.ended`` if the call could not be set up)."""
+    call = early_call(record)
+    publish(CALL_RINGING if record.get("type") == "invite" else CALL_ENDED, call)
+
+
 def end_call(call: Call, state: JournalState, *, interrupted: bool = False) -> None:
     """Record the end of a call and hand its recording to the finalize job."""
     end_t = state.ended_t if state.ended_t is not None else state.last_t

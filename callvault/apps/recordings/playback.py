@@ -64,6 +64,11 @@ CONTENT_TYPES = {
     "flac": "audio/flac",
     "wav": "audio/wav",
     "m4a": "audio/mp4",
+    # uploads keep the file as it was sent (callvault/apps/uploads)
+    "mp3": "audio/mpeg",
+    "aac": "audio/aac",
+    "amr": "audio/amr",
+    "ogg": "audio/ogg",
 }
 # The MIME type with codecs, for HTMLMediaElement.canPlayType() in the player.
 PLAYABLE_TYPES = {
@@ -71,6 +76,10 @@ PLAYABLE_TYPES = {
     "flac": "audio/flac",
     "wav": "audio/wav",
     "m4a": 'audio/mp4; codecs="mp4a.40.2"',
+    "mp3": "audio/mpeg",
+    "aac": "audio/aac",
+    "amr": "audio/amr",  # no browser plays it: the player falls back to the AAC copy
+    "ogg": "audio/ogg; codecs=vorbis",
 }
 
 

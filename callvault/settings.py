@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "callvault.apps.customers",
     "callvault.apps.ops",
     "callvault.apps.web",
+    "callvault.apps.pbx",
+    "callvault.apps.completeness",
     "callvault.apps.uploads",
 ]
 
@@ -194,6 +196,10 @@ RECORDING_FORMAT = env_choice("CALLVAULT_RECORDING_FORMAT", "opus", ("opus", "fl
 # Per-channel Opus bitrate in bit/s (two independent mono streams, see media/encode.py).
 OPUS_BITRATE = env_int("CALLVAULT_OPUS_BITRATE", 0, minimum=0, maximum=256000) or None
 RTP_TIMEOUT = env_int("CALLVAULT_RTP_TIMEOUT", 60, minimum=5)
+# PBX events: how far apart a PBX call and a recording may start and still be linked by numbers.
+PBX_LINK_WINDOW = env_int("CALLVAULT_PBX_LINK_WINDOW", 30, minimum=1, maximum=600)
+# Completeness check: seconds after hang-up before a call's recording is judged.
+COMPLETENESS_GRACE = env_int("CALLVAULT_COMPLETENESS_GRACE", 600, minimum=0)
 SPOOL_FSYNC = env_bool("CALLVAULT_SPOOL_FSYNC", False)
 
 # --- Uploads (phones, recorder boxes, folder import) ----------------------------

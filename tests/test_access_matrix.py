@@ -132,6 +132,7 @@ class Route:
     methods: dict[str, dict[str, str]]  # method -> role -> expected outcome
     api: bool = False  # a django-ninja route: bearer and session, JSON bodies, 401 for LOGIN
     exempt_uuid: bool = False  # the audit log shows object ids to auditors by design (never numbers)
+    own_auth: bool = False  # authenticated by credentials of its own (PBX events), never by a user's
 
 
 def web(**methods: dict[str, str]) -> Route:
@@ -231,6 +232,21 @@ ROUTES: dict[str, Route] = {
     "api:tags": api(GET=rule(LOGGED_IN)),  # the shared tag list
     "api:call_tags": api(GET=everyone(METHOD), POST=rule(CALL_A_MANAGERS, member=FORBIDDEN)),
     "api:call_tags_remove": api(GET=everyone(METHOD), DELETE=rule(CALL_A_MANAGERS, member=FORBIDDEN)),
+    # -- PBX call events: pbx/api.py. Only a PBX integration's signature or token opens them; a user's
+    #    session or API token is no PBX credential (401 for everybody, tested with real ones in tests/pbx).
+    "api:pbx_events": Route({"GET": everyone(LOGIN), "POST": everyone(LOGIN)}, api=True, own_auth=True),
+    "api:pbx_events_get": Route({"GET": everyone(LOGIN)}, api=True, own_auth=True),
+    # -- PBX integration settings: pbx/views.py (admin_only, as webhooks)
+    "pbx:list": web(GET=rule(ADMINS)),
+    "pbx:create": web(GET=rule(ADMINS), POST=rule(ADMINS)),
+    "pbx:detail": web(GET=rule(ADMINS)),
+    "pbx:edit": web(GET=rule(ADMINS), POST=rule(ADMINS)),
+    "pbx:delete": web(GET=rule(ADMINS, ok=METHOD), POST=rule(ADMINS)),
+    "pbx:rotate_secret": web(GET=rule(ADMINS, ok=METHOD), POST=rule(ADMINS)),
+    # -- 録音の欠落チェック: completeness/views.py (supervisors see their teams' calls, admins all)
+    "completeness:list": web(GET=rule(EXPORTERS)),
+    "completeness:run": web(GET=rule(LOGGED_IN, ok=METHOD), POST=rule(ADMINS)),
+    "completeness:recheck": web(GET=rule(LOGGED_IN, ok=METHOD), POST=rule(CALL_A_MANAGERS)),
     # -- uploads: callvault/apps/uploads (device tokens are tested in tests/uploads). With a user's
     # token or session: admins and supervisors may upload (tus creation here); agents and auditors
     # get 403, the API's documented answer. An upload is seen and continued only by its owner (the
@@ -429,12 +445,20 @@ def param_value(route: str, param: str, w: World) -> Any:
             "web:admin_line": w.line.pk,
             "web:account_token": w.member_token.pk,
             "webhooks:": w.webhook.pk,
+            "pbx:": _integration().pk,
             "web:admin_device": w.device.pk,
         }
         for prefix, value in by_prefix.items():
             if route.startswith(prefix):
                 return value
     pytest.fail(f"{route}: no cast object for URL parameter {param!r}; add one to param_value()")
+
+
+def _integration() -> Any:
+    """A PBX integration for the ``pbx:`` routes (made in the test's own savepoint)."""
+    from callvault.apps.pbx.models import Integration
+
+    return Integration.objects.get_or_create(name="本社 PBX")[0]
 
 
 def web_bodies(w: World) -> dict[str, dict[str, Any]]:
@@ -459,6 +483,8 @@ def web_bodies(w: World) -> dict[str, dict[str, Any]]:
         "web:admin_member_add": {"user": c.outsider.pk, "role": "agent"},
         "web:admin_member_role": {"role": "supervisor"},
         "web:admin_line_create": {"number": "202", "label": "営業 2", "team": c.team_a.pk},
+        "pbx:create": {"name": "支店 PBX", "auth_mode": "token", "enabled": "on"},
+        "pbx:edit": {"name": "本社 PBX", "auth_mode": "signature", "team": c.team_a.pk, "enabled": "on"},
         "web:admin_line": {"number": "201", "label": "営業 山本", "team": c.team_a.pk, "user": c.member.pk},
         "web:account_password": {
             "old_password": PASSWORD,
@@ -647,7 +673,7 @@ def attempts_for(name: str, route: Route, role: str, w: World) -> Iterator[Attem
             continue
         bearer = {"Authorization": f"Bearer {token}"}
         yield Attempt(f"{method} (bearer token)", expected, program(), method, body, bearer, True)
-        if method != "GET" and expected != METHOD:
+        if method != "GET" and expected != METHOD and not route.own_auth:
             # The session without X-CSRFToken: SessionCsrfAuth refuses it before the handler runs.
             yield Attempt(
                 f"{method} (session, no CSRF token)", FORBIDDEN, session, method, body, as_json=True

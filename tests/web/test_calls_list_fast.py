@@ -196,3 +196,28 @@ def test_the_asgi_handler_serves_the_list_through_the_whole_middleware_stack(cas
         assert _get(app, "/", "")[0] == 302  # login required
     finally:
         app.close()
+
+
+def test_a_number_index_that_lost_its_triggers_is_not_trusted_and_is_rebuilt_by_migrate(
+    cast: Cast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(calls_list, "_fts_ready", {})
+    if connection.vendor != "sqlite":
+        assert calls_list.number_index_state("default") == "absent"
+        return
+    assert calls_list.number_index_state("default") == "ready"
+    with connection.cursor() as cur:  # what SQLite does when Django rebuilds calls_call
+        for name in calls_list.NUMBER_FTS_TRIGGERS:
+            cur.execute(f"DROP TRIGGER {name}")
+    assert calls_list.number_index_state("default") == "broken"
+    late = make_call(cast.team_a, caller="+81398765432")  # not in the index now
+    client = login(cast.admin)
+    assert found(client, "8765") == {str(late.pk)}  # still found: the list reads every call instead
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)  # post_migrate rebuilds it
+    assert calls_list.number_index_state("default") == "ready"
+    assert calls_list._fts_ready == {}
+    with CaptureQueriesContext(connection) as queries:
+        assert found(client, "8765") == {str(late.pk)}
+    assert any("calls_call_numbers MATCH" in q["sql"] for q in queries.captured_queries)

@@ -32,6 +32,7 @@ class JournalState:
     closed: bool = False
     last_t: float | None = None
     holds: list[list[float | None]] = field(default_factory=list)  # [start, end] wall times
+    capture_drops: int = 0  # packets the passive capture reported dropping while the call was alive
 
     @classmethod
     def fold(cls, events: list[dict[str, Any]]) -> JournalState:
@@ -55,6 +56,8 @@ class JournalState:
                 st.end_reason = ev.get("reason", "")
             elif kind == "closed":
                 st.closed = True
+            elif kind == "capture":
+                st.capture_drops = int(ev.get("capture_drops") or 0)
         return st
 
     def _hold(self, on_hold: bool, t: float | None) -> None:

@@ -306,24 +306,32 @@ def _storage_sha256(storage: Any, key: str) -> str:
 def _save(
     call: Call, state: JournalState, audio: dict[str, Any], key: str, fmt: str, info: Any, probe: Any
 ) -> None:
-    totals = {"received": 0, "lost": 0, "late": 0, "dropped": 0}
+    from callvault.pcap.follower import capture_loss
+
+    totals = {"received": 0, "lost": 0, "late": 0, "dropped": 0, "capture_lost": 0}
+    drops_left = state.capture_drops
     DtmfEvent.objects.filter(call=call).delete()
     for index, track in audio["tracks"].items():
         st = track.stats
         dropped = st.dropped_malformed + st.unknown_pt
+        # passive capture: gaps the capture itself missed are not network loss
+        captured_lost = capture_loss(st.lost, drops_left)
+        drops_left -= captured_lost
         Stream.objects.filter(call=call, index=index).update(
             packets_received=st.received,
-            packets_lost=st.lost,
+            packets_lost=st.lost - captured_lost,
+            packets_capture_lost=captured_lost,
             packets_late=st.late,
             packets_duplicate=st.duplicates,
             packets_dropped=dropped,
             ssrc_changes=st.ssrc_changes,
             jitter_ms=float(st.jitter),
             codec=",".join(sorted(track.codecs))[:32],
-            unsupported=bool(track.unsupported),
+            unsupported=bool(track.unsupported) or bool(state.streams.get(index, {}).get("unsupported")),
         )
         totals["received"] += st.received
-        totals["lost"] += st.lost
+        totals["lost"] += st.lost - captured_lost
+        totals["capture_lost"] += captured_lost
         totals["late"] += st.late
         totals["dropped"] += dropped
         for d in track.dtmf:
@@ -359,6 +367,7 @@ def _save(
         packets_lost=totals["lost"],
         packets_late=totals["late"],
         packets_dropped=totals["dropped"],
+        packets_capture_lost=totals["capture_lost"],
     )
 
 

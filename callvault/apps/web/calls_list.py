@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import csv
 import functools
+import importlib
 import io
+import logging
 import re
 import unicodedata
 import uuid
@@ -22,7 +24,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Exists, Max, Min, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.urls import NoReverseMatch, reverse
@@ -44,6 +46,8 @@ from callvault.apps.calls.models import (
     Tag,
 )
 from callvault.apps.web import format as fmt
+
+log = logging.getLogger("callvault.web")
 
 PAGE_SIZE = 50
 EXPORT_MAX_ROWS = 100_000
@@ -198,7 +202,11 @@ class CallFilterForm(forms.Form):
     recording = forms.ChoiceField(
         label=gettext_lazy("録音"),
         required=False,
-        choices=[("", gettext_lazy("すべて")), *RecordingState.choices],
+        choices=[
+            ("", gettext_lazy("すべて")),
+            *RecordingState.choices,
+            ("flagged", gettext_lazy("欠落チェックで要確認")),
+        ],
         error_messages={"invalid_choice": _CHOICE_ERROR},
     )
 
@@ -300,16 +308,53 @@ def complete_number(text: str) -> str | None:
         return None
 
 
-# The FTS5 trigram table of SQLite (migration calls 0006); PostgreSQL's pg_trgm indexes need no help.
+# The FTS5 trigram table of SQLite (migration calls 0008); PostgreSQL's pg_trgm indexes need no help.
 NUMBER_FTS = "calls_call_numbers"
+NUMBER_FTS_TRIGGERS = ("calls_call_numbers_ai", "calls_call_numbers_au", "calls_call_numbers_ad")
+NUMBER_FTS_MIGRATION = "callvault.apps.calls.migrations.0008_call_number_search_index"
 _fts_ready: dict[str, bool] = {}
+
+
+def number_index_state(alias: str) -> str:
+    """``ready``, ``absent`` (not SQLite, or no FTS5 trigram support) or ``broken`` (triggers gone).
+
+    SQLite drops a table's triggers with the table, and Django rebuilds ``calls_call`` that way for
+    some schema changes: the index would then silently miss new calls.
+    """
+    conn = connections[alias]
+    if conn.vendor != "sqlite":
+        return "absent"
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM sqlite_master WHERE name IN (%s, %s, %s, %s)",
+            [NUMBER_FTS, *NUMBER_FTS_TRIGGERS],
+        )
+        names = {row[0] for row in cursor.fetchall()}
+    if NUMBER_FTS not in names:
+        return "absent"
+    return "ready" if names >= set(NUMBER_FTS_TRIGGERS) else "broken"
 
 
 def _number_fts_ready(alias: str) -> bool:
     if alias not in _fts_ready:
-        conn = connections[alias]
-        _fts_ready[alias] = conn.vendor == "sqlite" and NUMBER_FTS in conn.introspection.table_names()
+        state = number_index_state(alias)
+        if state == "broken":
+            log.warning("the phone number index lost its triggers; number search scans until `migrate` runs")
+        _fts_ready[alias] = state == "ready"
     return _fts_ready[alias]
+
+
+def repair_number_index(using: str = "default") -> bool:
+    """Rebuild the SQLite number index when its triggers are gone (after ``migrate``); True if rebuilt."""
+    if number_index_state(using) != "broken":
+        return False
+    migration = importlib.import_module(NUMBER_FTS_MIGRATION)
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        for sql in migration.SQLITE_DROP + migration.SQLITE_CREATE:
+            cursor.execute(sql)
+    _fts_ready.pop(using, None)
+    log.warning("rebuilt the phone number index (its triggers were gone)")
+    return True
 
 
 def number_candidates(terms: list[str], alias: str) -> Q:
@@ -381,7 +426,9 @@ def apply_filters(qs: QuerySet[Call], data: dict[str, Any]) -> QuerySet[Call]:
         qs = qs.filter(Exists(tagged))
     if data.get("state"):
         qs = qs.filter(state=data["state"])
-    if data.get("recording"):
+    if data.get("recording") == "flagged":  # the recording completeness check flagged it
+        qs = qs.filter(completeness="flagged")
+    elif data.get("recording"):
         qs = qs.filter(recording_state=data["recording"])
     return qs
 

@@ -268,6 +268,7 @@ def _streams(call: Call, parties: tuple[Party, Party]) -> list[dict[str, Any]]:
                 "codec": s.codec or "—",
                 "received": f"{s.packets_received:,}",
                 "lost": f"{s.packets_lost:,}",
+                "capture_lost": f"{s.packets_capture_lost:,}" if s.packets_capture_lost else "",
                 "loss": f"{loss * 100:.1f}%" if expected else "—",
                 "loss_warn": loss > LOSS_WARNING,
                 "late": f"{s.packets_late:,}",
@@ -425,6 +426,7 @@ def build_page(request: HttpRequest, call: Call) -> CallPage:
         (_("通話時間"), _duration_text(call)),
         (_("チーム"), call.team.name if call.team_id and call.team else _("未割り当て")),
         (_("担当者"), agent or _("未割り当て")),
+        (_("録音元"), str(call.get_source_display())),
     ]
     player = _player(request, call, rec, parties) if ready and rec and file_ok else None
     if player is not None:

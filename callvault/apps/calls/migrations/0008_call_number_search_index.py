@@ -65,7 +65,7 @@ def forwards(apps: object, schema_editor: object) -> None:
         except DatabaseError as exc:
             log.warning(
                 "pg_trgm could not be enabled (%s); partial number search will scan the calls. "
-                "A superuser can run CREATE EXTENSION pg_trgm and then: callvault manage migrate calls 0005 && "
+                "A superuser can run CREATE EXTENSION pg_trgm and then: callvault manage migrate calls 0007 && "
                 "callvault manage migrate",
                 str(exc).strip().splitlines()[0],
             )
@@ -77,7 +77,7 @@ def forwards(apps: object, schema_editor: object) -> None:
     elif connection.vendor == "sqlite":
         try:
             with transaction.atomic(using=connection.alias):
-                for sql in SQLITE_CREATE:
+                for sql in SQLITE_DROP + SQLITE_CREATE:  # from scratch: safe to run again
                     schema_editor.execute(sql)  # type: ignore[attr-defined]
         except DatabaseError as exc:  # no FTS5 or no trigram tokenizer (SQLite < 3.34)
             log.warning("no FTS5 trigram index (%s); partial number search will scan the calls", exc)
@@ -95,7 +95,7 @@ def backwards(apps: object, schema_editor: object) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("calls", "0005_call_finalize_owner"),
+        ("calls", "0007_completeness"),
     ]
 
     operations = [migrations.RunPython(forwards, backwards, elidable=False)]

@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callvault.settings")
 
-from django.core.asgi import get_asgi_application
+from callvault.http import get_asgi_application  # Django's stack, one thread hop per request
 
 django_asgi = get_asgi_application()
 

@@ -98,6 +98,36 @@ def _add_web_args(p: argparse.ArgumentParser) -> None:
         default=int(os.environ.get("CALLVAULT_HTTP_PORT", "8000")),
         help="port for the web server; default 8000",
     )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N",
+        help="web server processes sharing the port (env CALLVAULT_WEB_WORKERS; default 1). "
+        "Pages are CPU-bound: use up to one per core the recorder does not need",
+    )
+
+
+MAX_WEB_WORKERS = 64
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from None
+    if not 1 <= value <= MAX_WEB_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WEB_WORKERS}, got {value}")
+    return value
+
+
+def _web_workers(args: argparse.Namespace) -> int:
+    """``--workers``, else ``CALLVAULT_WEB_WORKERS``, else 1."""
+    if args.workers is not None:
+        return int(args.workers)
+    from callvault.config import env_int
+
+    return env_int("CALLVAULT_WEB_WORKERS", 1, minimum=1, maximum=MAX_WEB_WORKERS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -618,6 +648,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.http_host,
                         "--http-port",
                         str(args.http_port),
+                        "--workers",
+                        str(_web_workers(args)),
                     ],
                 ]
             )
@@ -639,12 +671,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "web":
             import uvicorn
 
+            # Several processes share the port (the kernel spreads connections). Live events
+            # reach every process: each tails the event table (embedded) or Redis (scale-out).
             uvicorn.run(
                 "callvault.asgi:application",
                 host=args.http_host,
                 port=args.http_port,
                 log_level="warning",
                 lifespan="off",
+                workers=_web_workers(args),
             )
             return 0
         if args.command == "calls":

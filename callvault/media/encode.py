@@ -39,11 +39,11 @@ __all__ = [
     "verify_recording",
 ]
 
-OPUS_BITRATE_PER_CHANNEL = 9_700
+OPUS_BITRATE_PER_CHANNEL = 9_000
 """Default Opus target bitrate per channel (bits/s, VBR); chosen by benchmarks/opus_size_quality.py."""
 OPUS_FRAME_MS = 60
 """Default Opus frame duration; chosen by benchmarks/opus_size_quality.py."""
-OPUS_COMPLEXITY = 1
+OPUS_COMPLEXITY = 4
 """Default libopus encoder complexity (0..10); chosen by benchmarks/opus_size_quality.py."""
 OPUS_FRAME_CHOICES = (10, 20, 40, 60)
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= $(CURDIR)/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the test suite drives as real peers and to make test audio.
-TEST_APT := sip-tester sox libsox-fmt-all espeak-ng ffmpeg tshark chromium fonts-noto-cjk
+TEST_APT := sip-tester sox libsox-fmt-all espeak-ng ffmpeg tshark chromium fonts-noto-cjk tcpreplay
 TEST_BINS := sipp sox espeak-ng ffmpeg tshark chromium
 
 .PHONY: run test lint typecheck pytest test-deps clean bench bench-quick
@@ -44,7 +44,7 @@ pytest: $(STAMP) test-deps
 	$(BIN)/pytest
 	@if [ "$${CALLVAULT_TEST_POSTGRES:-1}" = 1 ]; then \
 	  echo "--- database tests on PostgreSQL ($(TEST_PG_URL))"; \
-	  DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest -q -m "not e2e" tests/apps tests/api tests/web tests/ops; \
+	  DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest -q -m "not e2e" tests/apps tests/api tests/web tests/ops tests/uploads; \
 	else echo "--- PostgreSQL tests not run (CALLVAULT_TEST_POSTGRES=0)"; fi
 
 test: $(STAMP) test-deps lint typecheck pytest
@@ -53,10 +53,12 @@ test: $(STAMP) test-deps lint typecheck pytest
 bench: $(STAMP) test-deps
 	$(BIN)/python benchmarks/siprec_capacity.py
 	$(BIN)/python benchmarks/web_list.py
+	$(BIN)/python benchmarks/pcap_import.py
 
 bench-quick: $(STAMP) test-deps
 	$(BIN)/python benchmarks/siprec_capacity.py --quick
 	$(BIN)/python benchmarks/web_list.py --quick
+	$(BIN)/python benchmarks/pcap_import.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

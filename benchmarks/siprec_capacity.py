@@ -97,6 +97,33 @@ def proc_cpu(pid: int) -> float:
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and all its live descendants (the worker's job processes and
+    pre-encoders are its children), plus what its waited-for children used."""
+    parents: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                rest = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(rest[1])
+        stats[int(entry)] = rest
+    total = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        rest = stats.get(current)
+        if rest is None:
+            continue
+        total += (int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])) / CLK_TCK
+        todo.extend(child for child, parent in parents.items() if parent == current)
+    return total
+
+
 def main_thread_cpu(pid: int) -> float:
     """CPU seconds of a process's main thread (the recorder's event loop: capture and SIP)."""
     with open(f"/proc/{pid}/task/{pid}/stat") as fh:
@@ -632,7 +659,7 @@ def run_plan(
                 with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                     s["gen_cpu"] = proc_cpu(gen.pid)
                     if "worker" in srv.procs:
-                        s["worker_cpu"] = proc_cpu(srv.pid("worker"))
+                        s["worker_cpu"] = tree_cpu(srv.pid("worker"))
                 samples.append(s)
             if now >= next_udp:
                 next_udp += 1.0
@@ -769,7 +796,7 @@ def run_plan(
                 until = time.monotonic() + 60
                 while "worker started" not in srv.log("worker") and time.monotonic() < until:
                     time.sleep(0.01)
-            worker_cpu0 = proc_cpu(srv.pid("worker"))
+            worker_cpu0 = tree_cpu(srv.pid("worker"))
             if worker_during_load and samples and "worker_cpu" in samples[0]:
                 worker_cpu0 = samples[0]["worker_cpu"]  # it finalized calls all along
             drain_from = time.time()
@@ -778,7 +805,7 @@ def run_plan(
             while len(poller.ready) + poller.count_failed() < res.answered and time.monotonic() < deadline:
                 time.sleep(0.02)
                 poller.poll()
-            res.finalize_cpu_s = proc_cpu(srv.pid("worker")) - worker_cpu0
+            res.finalize_cpu_s = tree_cpu(srv.pid("worker")) - worker_cpu0
             res.ready = len(poller.ready)
             res.failed = poller.failed
             first_bye = min((c["bye_sent_at"] for c in calls if c["bye_sent_at"]), default=drain_from)

@@ -14,9 +14,10 @@ What it does:
    call page. Rows are written with executemany (SQLite) or COPY (PostgreSQL) with the
    secondary indexes dropped and rebuilt afterwards. PostgreSQL gets VACUUM ANALYZE (what
    autovacuum does anyway); SQLite gets no ANALYZE, as in production (callvault never runs it).
-2. **Load**: one ``callvault web`` process (uvicorn, one worker, as ``callvault serve`` runs it)
-   pinned to core 0 (``taskset -c 0``); this script drives it from core 1 with 20 virtual users
-   (asyncio, a minimal HTTP/1.1 keep-alive client; each user logs in once and keeps its
+2. **Load**: ``callvault web`` (uvicorn; ``--web-workers N`` processes, default 1 as ``callvault
+   serve`` runs it) pinned to ``--web-cpus`` (``taskset``, default core 0); this script drives it
+   from core 1 with 20 virtual users (asyncio, a minimal HTTP/1.1 keep-alive client; each user
+   logs in once and keeps its
    session cookie). Every scenario runs twice: one user alone (the service time), then 20 users
    without think time (closed loop, the issue's "20 concurrent users") for a fixed number of
    requests (with a time cap). Scenarios: first page as admin / supervisor / agent (team shares
@@ -71,8 +72,9 @@ CODE = [REPO]  # the callvault package the servers and the seeding run (see snap
 NICE = [0]  # --nice: priority of the servers and the load generator
 
 SEED_VERSION = 4  # bump when the generated data changes: cached datasets are rebuilt
-SERVER_CPU = 0
+SERVER_CPUS = [0]  # --web-cpus: the cores the web server is pinned to
 CLIENT_CPU = 1
+WEB_WORKERS = [1]  # --web-workers
 TARGET_P95_MS = 150.0
 TARGET_BYE_S = 2.0
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -843,15 +845,34 @@ def proc_cpu(pid: int) -> float:
         return 0.0
 
 
-def cpu_busy(cpu: int) -> tuple[int, int]:
-    """(busy, total) jiffies of one CPU from /proc/stat."""
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and all its descendants (``callvault web --workers N``)."""
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += proc_cpu(p)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+    return total
+
+
+def cpu_busy(cpus: list[int]) -> tuple[int, int]:
+    """(busy, total) jiffies of some CPUs from /proc/stat."""
+    busy = total = 0
     with open("/proc/stat") as fh:
         for line in fh:
-            if line.startswith(f"cpu{cpu} "):
+            name = line.split(" ", 1)[0]
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
                 v = [int(x) for x in line.split()[1:]]
                 idle = v[3] + v[4]
-                return sum(v) - idle, sum(v)
-    return 0, 0
+                busy += sum(v) - idle
+                total += sum(v)
+    return busy, total
 
 
 def postgres_pids() -> list[int]:
@@ -1062,7 +1083,7 @@ class RunStats:
     server_cpu_ms: float | None = None  # per request
     db_cpu_ms: float | None = None  # per request (postgres processes)
     client_cpu_ms: float | None = None
-    web_cpu_pct: float | None = None  # the web process's CPU over the run (100 = its whole core)
+    web_cpu_pct: float | None = None  # the web processes' CPU over the run (100 = one whole core)
     core_busy_pct: float | None = (
         None  # all of the web server's core: more than web_cpu_pct = others ran there
     )
@@ -1145,13 +1166,13 @@ async def run_load(
     pgcpu = PgCpu() if pg else None
     if pgcpu is not None:
         pgcpu.start()
-    cpu0, me0 = proc_cpu(server_pid), sum(os.times()[:2])
-    core0 = cpu_busy(SERVER_CPU)
+    cpu0, me0 = tree_cpu(server_pid), sum(os.times()[:2])
+    core0 = cpu_busy(SERVER_CPUS)
     t0 = time.perf_counter()
     await asyncio.gather(*(user(i, s) for i, s in enumerate(sessions)))
     wall = time.perf_counter() - t0
-    cpu1, me1 = proc_cpu(server_pid), sum(os.times()[:2])
-    core1 = cpu_busy(SERVER_CPU)
+    cpu1, me1 = tree_cpu(server_pid), sum(os.times()[:2])
+    core1 = cpu_busy(SERVER_CPUS)
     db_s = await pgcpu.stop() if pgcpu is not None else 0.0
     n = len(lat)
     return RunStats(
@@ -1235,8 +1256,9 @@ async def bench_backend(
     port = free_port()
     log = log_dir / f"web-{backend}.log"
     cmd = [
-        *_nice(), "taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "callvault.cli", "web",
-        "--data-dir", str(data_dir), "--http-host", "127.0.0.1", "--http-port", str(port),
+        *_nice(), "taskset", "-c", ",".join(map(str, SERVER_CPUS)), sys.executable, "-m", "callvault.cli",
+        "web", "--data-dir", str(data_dir), "--http-host", "127.0.0.1", "--http-port", str(port),
+        "--workers", str(WEB_WORKERS[0]),
     ]  # fmt: skip
     proc = PROCS.start(cmd, cli_env(data_dir, database_url), log)
     info: dict[str, Any] = {"port": port, "web_pid": proc.pid}
@@ -1628,7 +1650,8 @@ def print_report(
         conc = results[0].concurrency
         print()
         print(
-            f"Load: one `callvault web` (uvicorn, 1 process) on core {SERVER_CPU}; {conc} virtual users "
+            f"Load: one `callvault web --workers {env.get('web_workers', 1)}` (uvicorn) on core(s) "
+            f"{env.get('web_cpus', '0')}; {conc} virtual users "
             + (
                 f"(each thinks {env['think_s']:g} s on average between requests)"
                 if env.get("think_s")
@@ -1767,6 +1790,14 @@ def main() -> int:
         default=0,
         help="nice level of the servers and this load generator (default 0; the machine may be shared)",
     )
+    p.add_argument(
+        "--web-workers", type=int, default=1, help="`callvault web --workers N` processes (default 1)"
+    )
+    p.add_argument(
+        "--web-cpus",
+        default="0",
+        help="cores the web server is pinned to, e.g. 0,1 (default 0; the load generator runs on core 1)",
+    )
     p.add_argument("--json-out", help="write all figures as JSON to this file")
     p.add_argument("--keep", action="store_true", help="keep the temp directory (logs)")
     args = p.parse_args()
@@ -1793,6 +1824,8 @@ def main() -> int:
         print("taskset (util-linux) not found", file=sys.stderr)
         return 2
     os.sched_setaffinity(0, {CLIENT_CPU})
+    SERVER_CPUS[:] = [int(c) for c in args.web_cpus.split(",") if c.strip()]
+    WEB_WORKERS[0] = args.web_workers
     NICE[0] = args.nice
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
@@ -1809,6 +1842,8 @@ def main() -> int:
         "bye_concurrency": args.bye_concurrency,
         "nice": args.nice,
         "think_s": args.think,
+        "web_workers": args.web_workers,
+        "web_cpus": args.web_cpus,
         "loadavg_start": os.getloadavg(),
         "started_at": datetime.now(UTC).isoformat(),
     }

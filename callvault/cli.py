@@ -98,6 +98,36 @@ def _add_web_args(p: argparse.ArgumentParser) -> None:
         default=int(os.environ.get("CALLVAULT_HTTP_PORT", "8000")),
         help="port for the web server; default 8000",
     )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N",
+        help="web server processes sharing the port (env CALLVAULT_WEB_WORKERS; default 1). "
+        "Pages are CPU-bound: use up to one per core the recorder does not need",
+    )
+
+
+MAX_WEB_WORKERS = 64
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from None
+    if not 1 <= value <= MAX_WEB_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WEB_WORKERS}, got {value}")
+    return value
+
+
+def _web_workers(args: argparse.Namespace) -> int:
+    """``--workers``, else ``CALLVAULT_WEB_WORKERS``, else 1."""
+    if args.workers is not None:
+        return int(args.workers)
+    from callvault.config import env_int
+
+    return env_int("CALLVAULT_WEB_WORKERS", 1, minimum=1, maximum=MAX_WEB_WORKERS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,15 +159,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("--limit", type=int, default=50, help="how many calls, newest first (default 50)")
 
+    p = sub.add_parser(
+        "import",
+        help="import calls from pcap/pcapng captures (SIP over UDP/TCP and RTP; idempotent)",
+        description="Find SIP calls and their RTP in capture files and record them like SIPREC calls. "
+        "Importing the same file again creates no duplicates.",
+    )
+    _add_common(p)
+    p.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng files (tcpdump, tshark, dumpcap)")
+    p.add_argument(
+        "--finalize",
+        action="store_true",
+        help="make the recordings in this process before exiting (default: queue them for the workers)",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = sub.add_parser(
+        "sniff",
+        help="record calls live from a network interface (a mirror/SPAN port) with libpcap",
+        description="Follow SIP calls and their RTP on an interface (needs CAP_NET_RAW) and record "
+        "them like SIPREC calls. Stop with Ctrl-C or SIGTERM; open calls are ended and kept.",
+    )
+    _add_common(p)
+    p.add_argument("--interface", "-i", required=True, help="interface to capture on, e.g. eth1 or lo")
+    p.add_argument(
+        "--filter",
+        "-f",
+        default=None,
+        help="BPF capture filter, e.g. 'udp or tcp port 5060' (default: everything)",
+    )
+
     p = sub.add_parser("retry", help="queue the recording of a call for processing again")
     _add_common(p)
     p.add_argument("call_id", help="the call's id (UUID)")
+
+    p = sub.add_parser(
+        "check-recordings",
+        help="check that every finished call has a complete recording (missing, empty, short, one-sided)",
+        description=(
+            "Check calls that ended more than CALLVAULT_COMPLETENESS_GRACE seconds ago (default 600): "
+            "flag those whose recording is missing, empty, shorter than the call by more than 2 s or "
+            "single-sided, and files in storage without a recording row. Results are shown on the "
+            "page /checks/recordings/ and in /metrics. Safe to run at any time (idempotent)."
+        ),
+    )
+    _add_common(p)
+    p.add_argument(
+        "--all", action="store_true", help="check every finished call again, not only new/flagged ones"
+    )
+    p.add_argument("--days", type=int, default=None, help="only calls that ended in the last DAYS days")
+    p.add_argument("--no-scan", action="store_true", help="skip the scan of the recordings directory")
+    p.add_argument("--limit", type=int, default=100000, help="at most this many calls (default 100000)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 if any call is flagged or a file is orphaned"
+    )
 
     p = sub.add_parser("audit", help="check the audit log's hash chain")
     _add_common(p)
     p.add_argument(
         "action", choices=["verify"], help="verify: recompute every hash; exit 1 if the chain is broken"
     )
+
+    p = sub.add_parser(
+        "import-audio",
+        help="import a folder of recordings (WAV/MP3/M4A/AMR/Opus/FLAC + calls.csv or NAME.json)",
+        description="Import every recording in DIR as a call. Metadata comes from NAME.json next to "
+        "each file or from DIR/calls.csv (UTF-8 or CP932); see README 'Folder import'. Files are "
+        "validated by decoding; already imported files are skipped. Exit status 1 if any file was "
+        "rejected.",
+    )
+    _add_common(p)
+    p.add_argument("folder", metavar="DIR", help="the folder to import")
+    p.add_argument("--dry-run", action="store_true", help="check every file and report, store nothing")
 
     p = sub.add_parser("test-call", help="place a test SIPREC call (tones on both legs) to a recorder")
     p.add_argument("target", help="recorder address HOST:PORT, e.g. 127.0.0.1:5060")
@@ -208,6 +302,174 @@ def _duration_ja(seconds: float | None) -> str:
     return f"{s // 60}分{s % 60:02d}秒" if s >= 60 else f"{s}秒"
 
 
+def _cmd_check_recordings(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from callvault.apps.calls.models import Call
+    from callvault.apps.completeness.models import Reason
+    from callvault.apps.completeness.services import run_check
+    from callvault.phone import display
+
+    if args.days is not None and args.days < 1:
+        print("callvault check-recordings: --days must be 1 or more", file=sys.stderr)
+        return 2
+    if args.limit < 1:
+        print("callvault check-recordings: --limit must be 1 or more", file=sys.stderr)
+        return 2
+    since = timezone.now() - timedelta(days=args.days) if args.days else None
+    summary = run_check(everything=args.all, since=since, limit=args.limit, scan=not args.no_scan)
+    flagged = Call.objects.filter(completeness="flagged").order_by("-started_at")
+    if since is not None:
+        flagged = flagged.filter(ended_at__gte=since)
+    if args.json:
+        out = summary.as_dict()
+        out["flagged_total"] = flagged.count()
+        out["flagged_calls"] = [
+            {"id": str(c.pk), "started_at": c.started_at.isoformat(), "reasons": c.completeness_reasons}
+            for c in flagged[:1000]
+        ]
+        json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        labels = dict(Reason.choices)
+        print(
+            f"チェックした通話: {summary.checked} 件"
+            f" (問題なし {summary.ok} 件、問題あり {summary.flagged} 件)"
+        )
+        if summary.by_reason:
+            print("理由別: " + "、".join(f"{labels.get(k, k)} {n} 件" for k, n in summary.by_reason.items()))
+        if not args.no_scan:
+            print(f"保存先のファイル: {summary.scanned_files} 件を確認")
+        print(f"録音の記録がない保存先のファイル: {summary.orphans} 件")
+        total = flagged.count()
+        print(f"問題のある通話 (全体): {total} 件")
+        for c in flagged[:20]:
+            reasons = "、".join(str(labels.get(r.get("code"), "?")) for r in c.completeness_reasons)
+            print(
+                f"  {timezone.localtime(c.started_at):%Y/%m/%d %H:%M}  "
+                f"{display(c.caller_number) or '不明'} → {display(c.callee_number) or '不明'}"
+                f"  {reasons}  {c.pk}"
+            )
+        if total > 20:
+            print(f"  … ほか {total - 20} 件 (画面: /checks/recordings/)")
+    if args.strict and (flagged.exists() or summary.orphans):
+        return 1
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from django.conf import settings
+
+    from callvault.apps.calls.models import Call
+    from callvault.apps.recordings.finalize import finalize_call
+    from callvault.capture.passive import BackgroundIngest, import_files
+
+    _migrate()
+    paths = [Path(f).expanduser() for f in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"callvault import: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+
+    ingest = BackgroundIngest(enqueue=not args.finalize)
+    result = import_files(
+        paths,
+        settings.SPOOL_DIR,
+        is_known=lambda call_id: Call.objects.filter(pk=call_id).exists(),
+        on_closed=ingest,
+        progress=sys.stderr,
+    )
+    started = time.monotonic()
+    result.call_ids, ingest_errors = ingest.close()
+    result.seconds += time.monotonic() - started  # waiting for the last calls to be entered
+    result.calls_created = len(result.call_ids)
+    for error in ingest_errors:
+        print(f"callvault import: could not enter call {error}", file=sys.stderr)
+    ready = 0
+    if args.finalize:
+        for call_id in result.call_ids:
+            try:
+                if finalize_call(call_id) in ("ready", "none"):
+                    ready += 1
+            except Exception as exc:  # the call stays visible as pending/failed with the error
+                print(f"callvault import: recording of call {call_id} failed: {exc}", file=sys.stderr)
+    summary = {
+        "files": [
+            {"path": f.path, "packets": f.packets, "bytes": f.bytes, "error": f.error} for f in result.files
+        ],
+        "calls_found": result.calls_found,
+        "calls_created": result.calls_created,
+        "duplicates_skipped": result.duplicates,
+        "packets": result.packets,
+        "bytes": result.bytes,
+        "seconds": round(result.seconds, 3),
+        "cpu_seconds": round(result.cpu_seconds, 3),
+        "ingest_cpu_seconds": round(ingest.cpu_seconds, 3),
+        "mb_per_s": round(result.bytes / 1e6 / max(result.seconds, 1e-9), 1),
+        "skipped": {**result.stats, **result.net},
+        "recordings_made": ready if args.finalize else None,
+        "call_ids": result.call_ids,
+    }
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        _print_import_summary(summary, finalize=args.finalize)
+    return 1 if any(f.error for f in result.files) else 0
+
+
+def _print_import_summary(s: dict[str, Any], *, finalize: bool) -> None:
+    for f in s["files"]:
+        state = f"エラー: {f['error']}" if f["error"] else "OK"
+        print(f"{f['path']}: {f['packets']:,} パケット, {f['bytes'] / 1e6:,.1f} MB — {state}")
+    print(
+        f"通話 {s['calls_found']} 件を検出: 新規 {s['calls_created']} 件, "
+        f"取り込み済みのため スキップ {s['duplicates_skipped']} 件"
+    )
+    print(
+        f"{s['packets']:,} パケット / {s['bytes'] / 1e6:,.1f} MB を {s['seconds']:.1f} 秒で処理 "
+        f"({s['mb_per_s']:.1f} MB/s)"
+    )
+    sk = s["skipped"]
+    reasons = [
+        ("other_udp", "SIP/RTP 以外の UDP"),
+        ("other_tcp", "SIP 以外の TCP"),
+        ("not_ip", "IP 以外のフレーム"),
+        ("malformed", "壊れたパケット"),
+        ("unknown_linktype", "未対応のリンク種別"),
+        ("sip_errors", "解析できない SIP メッセージ"),
+        ("rtp_early", "応答前の RTP (早期メディア)"),
+        ("rtp_foreign", "別の送信元からの RTP"),
+        ("rtp_garbage", "RTP ポート宛ての RTP でないデータ"),
+        ("fragments_dropped", "組み立てられなかった IP フラグメント"),
+        ("tcp_gaps", "キャプチャ欠落のある TCP"),
+    ]
+    skipped = [f"  {label}: {sk[key]:,}" for key, label in reasons if sk.get(key)]
+    if skipped:
+        print("記録しなかったもの:")
+        print("\n".join(skipped))
+    if finalize:
+        print(f"録音を作成: {s['recordings_made']} 件")
+    elif s["calls_created"]:
+        print("録音はワーカー (callvault serve / callvault worker) が作成します。")
+
+
+def _cmd_sniff(args: argparse.Namespace) -> int:
+    import logging
+
+    from callvault.capture.passive import CaptureUnavailable, open_live, run_sniffer
+
+    try:
+        handle = open_live(args.interface, args.filter)  # first: a missing capability is the likely problem
+    except CaptureUnavailable as exc:
+        print(f"callvault sniff: {exc}", file=sys.stderr)
+        return 2
+    _migrate()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return run_sniffer(handle, args.interface, args.filter)
+
+
 def _cmd_retry(args: argparse.Namespace) -> int:
     from callvault.apps.recordings.finalize import request_retry
 
@@ -218,6 +480,41 @@ def _cmd_retry(args: argparse.Namespace) -> int:
         return 1
     print(message)
     return 0
+
+
+def _cmd_import_audio(args: argparse.Namespace) -> int:
+    import getpass
+
+    from callvault.apps.uploads.importer import ImportError_, Outcome, import_folder
+
+    labels = {"imported": "取込", "duplicate": "重複", "rejected": "拒否", "ok": "確認OK"}
+
+    def show(o: Outcome) -> None:
+        call = f" → 通話 {o.call_id}" if o.call_id else ""
+        detail = f": {o.detail}" if o.detail else ""
+        print(f"{labels.get(o.status, o.status)}  {o.file}{call}{detail}", flush=True)
+
+    try:
+        operator = f"import-audio ({getpass.getuser()})"
+    except (KeyError, OSError):
+        operator = "import-audio"
+    try:
+        summary = import_folder(Path(args.folder), dry_run=args.dry_run, operator=operator, progress=show)
+    except ImportError_ as exc:
+        print(f"callvault import-audio: {exc}", file=sys.stderr)
+        return 2
+    rejected = summary.count("rejected")
+    if args.dry_run:
+        print(
+            f"確認のみ (何も保存していません): 取り込み可能 {summary.count('ok')} 件、"
+            f"重複 {summary.count('duplicate')} 件、拒否 {rejected} 件"
+        )
+    else:
+        print(
+            f"完了: 取込 {summary.count('imported')} 件、重複のためスキップ {summary.count('duplicate')} 件、"
+            f"拒否 {rejected} 件"
+        )
+    return 1 if rejected else 0
 
 
 def _cmd_test_call(args: argparse.Namespace) -> int:
@@ -355,6 +652,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.http_host,
                         "--http-port",
                         str(args.http_port),
+                        "--workers",
+                        str(_web_workers(args)),
                     ],
                 ]
             )
@@ -376,12 +675,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "web":
             import uvicorn
 
+            # Several processes share the port (the kernel spreads connections). Live events
+            # reach every process: each tails the event table (embedded) or Redis (scale-out).
             uvicorn.run(
                 "callvault.asgi:application",
                 host=args.http_host,
                 port=args.http_port,
                 log_level="warning",
                 lifespan="off",
+                workers=_web_workers(args),
             )
             return 0
         if args.command == "calls":
@@ -392,6 +694,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from callvault.apps.customers.cli import run as import_customers
 
             return import_customers(args.file, dry_run=args.dry_run, team=args.team, as_json=args.json)
+        if args.command == "check-recordings":
+            return _cmd_check_recordings(args)
+
+        if args.command == "import":
+            return _cmd_import(args)
+        if args.command == "sniff":
+            return _cmd_sniff(args)
+        if args.command == "import-audio":
+            _migrate()
+            return _cmd_import_audio(args)
         if args.command == "audit":
             from django.core.management import call_command
 

@@ -24,11 +24,16 @@ def run_worker() -> int:
     from callvault.apps.webhooks.tasks import sweep as sweep_webhooks
 
     sweep_webhooks()
+    from callvault.apps.uploads.tasks import sweep_uploads
+
+    sweep_uploads()  # orphan files of uploads that died before their commit, expired staging
     options = dict(settings.HUEY.get("consumer", {}))
     # Worker processes are forked: they must not share the database connections opened above.
     from django.db import connections
 
     connections.close_all()
+    if settings.PRE_ENCODE:
+        _start_preencoder()
     HUEY.on_startup()(_die_with_the_consumer)
     consumer = HUEY.create_consumer(**options)
     log.info(
@@ -62,3 +67,28 @@ def _die_with_the_consumer() -> None:
         return
     if os.getppid() == 1:  # the consumer died before we asked
         os._exit(1)
+
+
+def _start_preencoder() -> None:
+    """Fork the pre-encoders (they follow active calls, see recordings/preencode.py).
+
+    One process per job worker, each following its share of the calls. Forked before the
+    consumer starts any thread. They die with this process; if one dies alone, finalize
+    jobs simply do its calls' work in one go (its spool locks are released).
+    """
+    import multiprocessing
+
+    from django.conf import settings
+
+    shards = settings.JOB_WORKERS
+
+    def main(shard: int) -> None:
+        _die_with_the_consumer()
+        from callvault.apps.recordings.preencode import run_preencoder
+
+        run_preencoder(shard=shard, shards=shards)
+
+    context = multiprocessing.get_context("fork")
+    for shard in range(shards):
+        process = context.Process(target=main, args=(shard,), name=f"preencoder-{shard}", daemon=True)
+        process.start()

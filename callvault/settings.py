@@ -59,6 +59,9 @@ INSTALLED_APPS = [
     "callvault.apps.customers",
     "callvault.apps.ops",
     "callvault.apps.web",
+    "callvault.apps.pbx",
+    "callvault.apps.completeness",
+    "callvault.apps.uploads",
 ]
 
 MIDDLEWARE = [
@@ -71,6 +74,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "callvault.apps.web.middleware.AccessMemoMiddleware",  # one role lookup per request
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -191,8 +195,28 @@ MIN_FREE_DISK_BYTES = env_int("CALLVAULT_MIN_FREE_DISK_MB", 1024, minimum=0) * 1
 RECORDING_FORMAT = env_choice("CALLVAULT_RECORDING_FORMAT", "opus", ("opus", "flac", "wav"))
 # Per-channel Opus bitrate in bit/s (two independent mono streams, see media/encode.py).
 OPUS_BITRATE = env_int("CALLVAULT_OPUS_BITRATE", 0, minimum=0, maximum=256000) or None
+# libopus encoder complexity 0..10 (None: callvault.media.encode.OPUS_COMPLEXITY).
+_opus_complexity = env_int("CALLVAULT_OPUS_COMPLEXITY", -1, minimum=-1, maximum=10)
+OPUS_COMPLEXITY: int | None = None if _opus_complexity < 0 else _opus_complexity
+# The worker encodes calls while they go on (callvault/apps/recordings/preencode.py).
+PRE_ENCODE = env_bool("CALLVAULT_PRE_ENCODE", True)
 RTP_TIMEOUT = env_int("CALLVAULT_RTP_TIMEOUT", 60, minimum=5)
+# PBX events: how far apart a PBX call and a recording may start and still be linked by numbers.
+PBX_LINK_WINDOW = env_int("CALLVAULT_PBX_LINK_WINDOW", 30, minimum=1, maximum=600)
+# Completeness check: seconds after hang-up before a call's recording is judged.
+COMPLETENESS_GRACE = env_int("CALLVAULT_COMPLETENESS_GRACE", 600, minimum=0)
 SPOOL_FSYNC = env_bool("CALLVAULT_SPOOL_FSYNC", False)
+
+# --- Uploads (phones, recorder boxes, folder import) ----------------------------
+UPLOADS_DIR = DATA_DIR / "uploads"  # staging for resumable uploads, intent markers
+UPLOAD_MAX_BYTES = env_int("CALLVAULT_UPLOAD_MAX_MB", 500, minimum=1, maximum=100_000) * 1024 * 1024
+UPLOAD_MAX_SECONDS = env_int("CALLVAULT_UPLOAD_MAX_SECONDS", 4 * 3600, minimum=10)
+# Below this average (bytes of file per second of decoded audio) a file is a decompression bomb.
+UPLOAD_MIN_BYTES_PER_SECOND = env_int("CALLVAULT_UPLOAD_MIN_BYTES_PER_SECOND", 100, minimum=0)
+UPLOAD_EXPIRE_HOURS = env_int("CALLVAULT_UPLOAD_EXPIRE_HOURS", 24, minimum=1)
+# Large multipart uploads spill to disk here (the data volume), not to a small /tmp.
+FILE_UPLOAD_TEMP_DIR = str(UPLOADS_DIR / "tmp")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- Jobs ---------------------------------------------------------------------
 # One task API (huey). Embedded default: a queue in a SQLite file under the data

@@ -41,6 +41,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from django.db import transaction
 from django.http import HttpResponseBase
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from callvault.apps.accounts.models import ApiToken, Line, Membership, Team
 from callvault.apps.calls.models import Call, CallTag, Comment, Tag
@@ -66,6 +68,7 @@ from callvault.apps.customers.services import (
     create_customer,
 )
 from callvault.apps.recordings.models import Recording
+from callvault.apps.uploads.models import Device, Upload
 from callvault.apps.web import format as fmt
 from callvault.apps.webhooks.models import Delivery, Webhook
 from callvault.apps.webhooks.services import create_call_deliveries
@@ -100,6 +103,8 @@ ADMINS = frozenset({"admin"})  # access.is_admin
 AUDIT_READERS = frozenset({"admin", "auditor"})  # access.can_view_audit
 COMMENT_DELETERS = frozenset({"admin", "member"})  # the comment's author (member) and admins
 TOKEN_OWNER = frozenset({"member"})  # the token in the URL is the member's
+UPLOADERS = frozenset({"admin", "supervisor"})  # uploads.api._origin
+UPLOAD_OWNERS = frozenset({"admin", "supervisor"})  # the world's upload is the supervisor's
 CUSTOMER_A_VIEWERS = frozenset({"admin", "supervisor", "member"})  # access.visible_customers
 CUSTOMER_A_EDITORS = frozenset({"admin", "supervisor"})  # access.can_edit_customer
 
@@ -136,6 +141,7 @@ class Route:
     methods: dict[str, dict[str, str]]  # method -> role -> expected outcome
     api: bool = False  # a django-ninja route: bearer and session, JSON bodies, 401 for LOGIN
     exempt_uuid: bool = False  # the audit log shows object ids to auditors by design (never numbers)
+    own_auth: bool = False  # authenticated by credentials of its own (PBX events), never by a user's
 
 
 def web(**methods: dict[str, str]) -> Route:
@@ -235,6 +241,34 @@ ROUTES: dict[str, Route] = {
     "api:tags": api(GET=rule(LOGGED_IN)),  # the shared tag list
     "api:call_tags": api(GET=everyone(METHOD), POST=rule(CALL_A_MANAGERS, member=FORBIDDEN)),
     "api:call_tags_remove": api(GET=everyone(METHOD), DELETE=rule(CALL_A_MANAGERS, member=FORBIDDEN)),
+    # -- PBX call events: pbx/api.py. Only a PBX integration's signature or token opens them; a user's
+    #    session or API token is no PBX credential (401 for everybody, tested with real ones in tests/pbx).
+    "api:pbx_events": Route({"GET": everyone(LOGIN), "POST": everyone(LOGIN)}, api=True, own_auth=True),
+    "api:pbx_events_get": Route({"GET": everyone(LOGIN)}, api=True, own_auth=True),
+    # -- PBX integration settings: pbx/views.py (admin_only, as webhooks)
+    "pbx:list": web(GET=rule(ADMINS)),
+    "pbx:create": web(GET=rule(ADMINS), POST=rule(ADMINS)),
+    "pbx:detail": web(GET=rule(ADMINS)),
+    "pbx:edit": web(GET=rule(ADMINS), POST=rule(ADMINS)),
+    "pbx:delete": web(GET=rule(ADMINS, ok=METHOD), POST=rule(ADMINS)),
+    "pbx:rotate_secret": web(GET=rule(ADMINS, ok=METHOD), POST=rule(ADMINS)),
+    # -- 録音の欠落チェック: completeness/views.py (supervisors see their teams' calls, admins all)
+    "completeness:list": web(GET=rule(EXPORTERS)),
+    "completeness:run": web(GET=rule(LOGGED_IN, ok=METHOD), POST=rule(ADMINS)),
+    "completeness:recheck": web(GET=rule(LOGGED_IN, ok=METHOD), POST=rule(CALL_A_MANAGERS)),
+    # -- uploads: callvault/apps/uploads (device tokens are tested in tests/uploads). With a user's
+    # token or session: admins and supervisors may upload (tus creation here); agents and auditors
+    # get 403, the API's documented answer. An upload is seen and continued only by its owner (the
+    # supervisor here) and admins; everyone else 404.
+    "api:upload_create": api(POST=rule(UPLOADERS, others=FORBIDDEN)),
+    "api:upload_options": api(GET=everyone(METHOD)),  # OPTIONS (tus discovery) needs no credentials
+    "api:upload_detail": api(GET=rule(UPLOAD_OWNERS)),
+    "api:upload_head": api(GET=rule(UPLOAD_OWNERS)),  # the same path: HEAD is tested in tests/uploads
+    "api:upload_patch": api(PATCH=rule(UPLOAD_OWNERS)),
+    "api:upload_delete": api(DELETE=rule(UPLOAD_OWNERS)),
+    "web:admin_devices": web(GET=rule(ADMINS)),
+    "web:admin_device_create": web(GET=rule(ADMINS), POST=rule(ADMINS)),
+    "web:admin_device_revoke": web(GET=rule(ADMINS, ok=METHOD), POST=rule(ADMINS)),
     # -- customers (顧客): customers/urls.py, customers/views.py; customer_a belongs to team A
     "customers:list": web(GET=rule(LOGGED_IN)),  # the auditor gets the page with no customers
     # Anyone with a team may open the form; a posted team outside one's teams is out of reach (404).
@@ -290,6 +324,8 @@ class World:
     webhook: Webhook
     delivery: Delivery
     recording: Recording
+    upload: Upload
+    device: Device
     recordings_dir: Path
     sessions: dict[str, str]  # role -> session key of a logged-in browser
     tokens: dict[str, str]  # role -> API token (ApiToken.issue)
@@ -396,6 +432,10 @@ def build_world(folder: Path) -> World:
         delivery=delivery,
         recording=recording,
         recordings_dir=folder,
+        upload=Upload.objects.create(
+            user=cast.supervisor, length=1000, expires_at=timezone.now() + timedelta(hours=1)
+        ),
+        device=Device.create_with_token(name="行列テストの端末", team=cast.team_a)[0],
         sessions=sessions,
         tokens=tokens,
     )
@@ -436,6 +476,7 @@ def world(world_once: World, settings: Any, tmp_path: Path) -> World:
     settings.SPOOL_DIR.mkdir()
     settings.MIN_FREE_DISK_BYTES = 1
     settings.METRICS_TOKEN = ""
+    settings.UPLOADS_DIR = tmp_path / "uploads"  # staging of the uploads created by the matrix
     return world_once
 
 
@@ -450,6 +491,7 @@ def param_value(route: str, param: str, w: World) -> Any:
         "membership_id": lambda: w.membership.pk,
         "delivery_id": lambda: w.delivery.pk,
         "name": lambda: "swagger-ui.css",  # api:docs_asset
+        "upload_id": lambda: w.upload.pk,
         "customer_id": lambda: w.customer.pk,
         "note_id": lambda: w.customer_note.pk,
         "import_id": lambda: w.customer_import.pk,
@@ -466,11 +508,20 @@ def param_value(route: str, param: str, w: World) -> Any:
             "web:admin_line": w.line.pk,
             "web:account_token": w.member_token.pk,
             "webhooks:": w.webhook.pk,
+            "pbx:": _integration().pk,
+            "web:admin_device": w.device.pk,
         }
         for prefix, value in by_prefix.items():
             if route.startswith(prefix):
                 return value
     pytest.fail(f"{route}: no cast object for URL parameter {param!r}; add one to param_value()")
+
+
+def _integration() -> Any:
+    """A PBX integration for the ``pbx:`` routes (made in the test's own savepoint)."""
+    from callvault.apps.pbx.models import Integration
+
+    return Integration.objects.get_or_create(name="本社 PBX")[0]
 
 
 def web_bodies(w: World) -> dict[str, dict[str, Any]]:
@@ -495,6 +546,8 @@ def web_bodies(w: World) -> dict[str, dict[str, Any]]:
         "web:admin_member_add": {"user": c.outsider.pk, "role": "agent"},
         "web:admin_member_role": {"role": "supervisor"},
         "web:admin_line_create": {"number": "202", "label": "営業 2", "team": c.team_a.pk},
+        "pbx:create": {"name": "支店 PBX", "auth_mode": "token", "enabled": "on"},
+        "pbx:edit": {"name": "本社 PBX", "auth_mode": "signature", "team": c.team_a.pk, "enabled": "on"},
         "web:admin_line": {"number": "201", "label": "営業 山本", "team": c.team_a.pk, "user": c.member.pk},
         "web:account_password": {
             "old_password": PASSWORD,
@@ -525,6 +578,7 @@ def web_bodies(w: World) -> dict[str, dict[str, Any]]:
         "customers:import": {"team": c.team_a.pk, "file": _named_file(matrix_csv(), "matrix.csv")},
         "customers:numbers": {"pattern": "0120*", "kind": "nuisance", "reason": "行列", "team": c.team_a.pk},
         "customers:fields": {"form": "field", "label": "行列の項目", "key": "matrix", "field_type": "text"},
+        "web:admin_device_create": {"name": "行列テストの新しい端末", "team": c.team_a.pk},
     }
 
 
@@ -537,6 +591,31 @@ def _named_file(data: bytes, name: str) -> io.BytesIO:
     f.name = name
     return f
 
+
+@dataclass(frozen=True)
+class RawBody:
+    """A request body that is not JSON (tus: headers and bytes)."""
+
+    content_type: str
+    body: bytes
+    headers: dict[str, str]
+
+
+# tus creation (Upload-Metadata: started_at 2026-11-27T14:05:00+09:00) and an empty tus PATCH.
+API_RAW: dict[tuple[str, str], RawBody] = {
+    ("api:upload_create", "POST"): RawBody(
+        "application/json",
+        b"",
+        {
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": "1000",
+            "Upload-Metadata": "started_at MjAyNi0xMS0yN1QxNDowNTowMCswOTowMA==",
+        },
+    ),
+    ("api:upload_patch", "PATCH"): RawBody(
+        "application/offset+octet-stream", b"", {"Tus-Resumable": "1.0.0", "Upload-Offset": "0"}
+    ),
+}
 
 API_BODIES: dict[str, Any] = {
     "api:customer_create": lambda w: {"name": "行列テストの顧客", "team": w.cast.team_a.pk},
@@ -647,6 +726,14 @@ class Attempt:
 
     def send(self, url: str) -> HttpResponseBase:
         headers = self.headers or {}
+        if isinstance(self.data, RawBody):
+            return self.client.generic(
+                self.method,
+                url,
+                self.data.body,
+                content_type=self.data.content_type,
+                headers={**self.data.headers, **headers},
+            )
         if self.method == "GET":
             return self.client.get(url, headers=headers)
         if self.as_json:
@@ -681,7 +768,7 @@ def attempts_for(name: str, route: Route, role: str, w: World) -> Iterator[Attem
                 f"{method}", expected, session, method, {**data, "csrfmiddlewaretoken": CSRF_SECRET}
             )
             continue
-        body = API_BODIES.get(name)
+        body = API_RAW.get((name, method)) or API_BODIES.get(name)
         if callable(body):  # a body that needs the world's ids
             body = body(w)
         if token is None:
@@ -691,7 +778,7 @@ def attempts_for(name: str, route: Route, role: str, w: World) -> Iterator[Attem
             continue
         bearer = {"Authorization": f"Bearer {token}"}
         yield Attempt(f"{method} (bearer token)", expected, program(), method, body, bearer, True)
-        if method != "GET" and expected != METHOD:
+        if method != "GET" and expected != METHOD and not route.own_auth:
             # The session without X-CSRFToken: SessionCsrfAuth refuses it before the handler runs.
             yield Attempt(
                 f"{method} (session, no CSRF token)", FORBIDDEN, session, method, body, as_json=True

@@ -122,6 +122,7 @@ class Recorder:
         rtp_timeout: float = 60.0,
         fsync: bool = False,
         on_db: Any = None,
+        on_ring: Any = None,
         run_dir: Path | None = None,
     ) -> None:
         self.loop = asyncio.get_event_loop()
@@ -145,6 +146,10 @@ class Recorder:
         self.timer: asyncio.TimerHandle | None = None
         self.on_db = on_db  # callable(spool_dir, ended: bool) run in the database thread
         self.db = ThreadPoolExecutor(1, thread_name_prefix="callvault-db")
+        # The screen-pop of a ringing call goes out from its own thread: it must not wait behind
+        # the database thread's queue, nor for the spool and the answer.
+        self.on_ring = on_ring  # callable(invite record) run in the live thread
+        self.live = ThreadPoolExecutor(1, thread_name_prefix="callvault-live")
         self.io = ThreadPoolExecutor(4, thread_name_prefix="callvault-io")
         self.stats = {"calls": 0, "active": 0, "rejected": 0}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -200,6 +205,7 @@ class Recorder:
             t.close()
         await self.loop.run_in_executor(None, self.io.shutdown, True)
         await self.loop.run_in_executor(None, self.db.shutdown, True)
+        await self.loop.run_in_executor(None, self.live.shutdown, True)
 
     def _spawn(self, coro: Any) -> None:
         """Run a coroutine as a task that is kept referenced until it finishes."""
@@ -542,6 +548,7 @@ class Recorder:
             ),
             "extensions": {e.name: e.fields for e in offer.metadata.extensions} if offer.metadata else {},
         }
+        self._ring(invite_record)
         # The call is answered only once its spool is durable on disk; that file I/O runs
         # off the event loop so capture of other calls never waits for it.
         self.pending[ev.txn_id] = s
@@ -552,6 +559,7 @@ class Recorder:
         except Exception as exc:
             self.pending.pop(ev.txn_id, None)
             log.error("x cannot create spool for call %s: %s", req.call_id, exc)
+            self._ring({**invite_record, "type": "ended", "reason": "spool"})
             self._close_sockets(bound)
             self._respond(ev, 503, "Recording storage unavailable", headers=[("Retry-After", "30")])
             self._pump()
@@ -760,6 +768,13 @@ class Recorder:
         self._pump()
 
     # ------------------------------------------------------------------ database
+    def _ring(self, record: dict[str, Any]) -> None:
+        """Announce a ringing call (or its early end) to live screens, before the database has it."""
+        if self.on_ring is None:
+            return
+        fut = self.live.submit(self.on_ring, record)
+        fut.add_done_callback(_log_ring_failure)
+
     def _to_db(self, s: Session, *, ended: bool) -> None:
         if self.on_db is None:
             return
@@ -779,6 +794,12 @@ def _log_db_failure(fut: Any) -> None:
     exc = fut.exception()
     if exc is not None:
         log.error("x database update failed (the spool keeps the call; it will be retried): %s", exc)
+
+
+def _log_ring_failure(fut: Any) -> None:
+    exc = fut.exception()
+    if exc is not None:
+        log.warning("x ringing event not published (the call is recorded regardless): %s", exc)
 
 
 class _SipUdp(asyncio.DatagramProtocol):
@@ -831,6 +852,13 @@ def db_update(spool_dir: Path, ended: bool) -> None:
         enqueue_finalize(call_id)
 
 
+def ring_update(record: dict[str, Any]) -> None:
+    """Runs in the recorder's live thread: publish ``call.ringing`` from the INVITE's journal record."""
+    from callvault.apps.calls.journal import publish_early
+
+    publish_early(record)
+
+
 def recover_spools(spool_root: Path) -> int:
     """On start: every spool left by a crash becomes an `interrupted` call with its audio."""
     from callvault.apps.recordings.finalize import ingest_spool, recover_spool
@@ -875,6 +903,10 @@ def run_recorder(
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
         pass
     recover_spools(settings.SPOOL_DIR)
+    # Imported now rather than by the first ringing call (whose screen-pop would wait for it).
+    import callvault.apps.accounts.services
+    import callvault.apps.calls.journal
+    import callvault.apps.web.live  # noqa: F401
 
     async def main() -> None:
         rec = Recorder(
@@ -886,6 +918,7 @@ def run_recorder(
             rtp_timeout=settings.RTP_TIMEOUT,
             fsync=settings.SPOOL_FSYNC,
             on_db=db_update,
+            on_ring=ring_update,
             run_dir=settings.DATA_DIR / "run",
         )
         await rec.start()

@@ -36,12 +36,15 @@ __all__ = [
     "encode_recording",
     "probe_recording",
     "sha256_file",
+    "verify_recording",
 ]
 
-OPUS_BITRATE_PER_CHANNEL = 8_500
+OPUS_BITRATE_PER_CHANNEL = 9_000
 """Default Opus target bitrate per channel (bits/s, VBR); chosen by benchmarks/opus_size_quality.py."""
 OPUS_FRAME_MS = 60
 """Default Opus frame duration; chosen by benchmarks/opus_size_quality.py."""
+OPUS_COMPLEXITY = 4
+"""Default libopus encoder complexity (0..10); chosen by benchmarks/opus_size_quality.py."""
 OPUS_FRAME_CHOICES = (10, 20, 40, 60)
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 OPUS_BITRATE_RANGE = (6_000, 256_000)
@@ -149,12 +152,13 @@ def _atomic_output(dest: Path) -> Iterator[tuple[Path, IO[bytes]]]:
         raise EncodeError(f"cannot fsync directory {dest.parent}: {exc.strerror or exc}") from exc
 
 
-def _opus_options(channels: int, bitrate: int, frame_ms: int) -> dict[str, str]:
+def _opus_options(channels: int, bitrate: int, frame_ms: int, complexity: int) -> dict[str, str]:
     options = {
         "application": "voip",
         "vbr": "on",
         "frame_duration": str(frame_ms),
         "b": str(bitrate * channels),
+        "compression_level": str(complexity),
     }
     if channels == 2:
         # Two uncoupled mono streams: libopus' family-255 layout is streams=channels, coupled=0.
@@ -205,12 +209,14 @@ def encode_recording(
     bitrate: int | None = None,
     metadata: dict[str, str] | None = None,
     frame_ms: int | None = None,
+    complexity: int | None = None,
 ) -> EncodedInfo:
     """Encode int16 ``pcm`` ((n,) mono or (n, 2) stereo) to ``dest`` atomically.
 
     ``fmt`` is ``"opus"`` (Ogg Opus, VoIP mode, VBR; ``bitrate`` is the target per
     channel in bits/s, default :data:`OPUS_BITRATE_PER_CHANNEL`; ``frame_ms`` one of
-    10/20/40/60, default :data:`OPUS_FRAME_MS`), ``"flac"`` or ``"wav"`` (PCM s16le).
+    10/20/40/60, default :data:`OPUS_FRAME_MS`; ``complexity`` 0..10, default
+    :data:`OPUS_COMPLEXITY`), ``"flac"`` or ``"wav"`` (PCM s16le).
     ``metadata`` becomes Ogg/FLAC Vorbis comments; WAV files carry none.
     """
     if fmt not in FORMATS:
@@ -233,10 +239,13 @@ def encode_recording(
         if frame not in OPUS_FRAME_CHOICES:
             choices = ", ".join(map(str, OPUS_FRAME_CHOICES))
             raise EncodeError(f"Opus frame duration must be one of {choices} ms, got {frame}")
-        options = _opus_options(channels, rate_bits, frame)
+        level = OPUS_COMPLEXITY if complexity is None else complexity
+        if not 0 <= level <= 10:
+            raise EncodeError(f"Opus complexity must be 0..10, got {level}")
+        options = _opus_options(channels, rate_bits, frame, level)
     else:
-        if bitrate is not None or frame_ms is not None:
-            raise EncodeError(f"bitrate and frame_ms apply to opus only, not {fmt}")
+        if bitrate is not None or frame_ms is not None or complexity is not None:
+            raise EncodeError(f"bitrate, frame_ms and complexity apply to opus only, not {fmt}")
         if not 1 <= sample_rate <= 655_350:
             raise EncodeError(f"sample rate must be 1..655350 Hz, got {sample_rate}")
     if not dest.parent.is_dir():
@@ -328,6 +337,32 @@ def probe_recording(path: Path) -> ProbeInfo:
     """Decode the whole file to measure it; raises EncodeError if it is not audio."""
     _, count, channels, codec, rate = _decode(path, want_samples=False)
     return ProbeInfo(duration=count / rate, channels=channels, sample_rate=rate, codec=codec)
+
+
+def verify_recording(path: Path, fmt: str, *, channels: int, sample_rate: int) -> ProbeInfo:
+    """Check a file just written: complete, intact, the expected layout; measure its length.
+
+    Ogg Opus is checked from its container (every page's CRC, sequence, headers, packet
+    durations against granule positions: see :mod:`callvault.media.oggcheck`), which costs
+    about 1 % of decoding it; FLAC and WAV are decoded.
+    """
+    if fmt == "opus":
+        from callvault.media.oggcheck import OggCheckError, check_ogg_opus
+
+        try:
+            info = check_ogg_opus(path, channels=channels, sample_rate=sample_rate)
+        except OggCheckError as exc:
+            raise EncodeError(str(exc)) from exc
+        return ProbeInfo(
+            duration=info.duration, channels=info.channels, sample_rate=info.sample_rate, codec="opus"
+        )
+    probe = probe_recording(path)
+    if probe.channels != channels or probe.sample_rate != sample_rate:
+        raise EncodeError(
+            f"{path}: {probe.channels} channels at {probe.sample_rate} Hz, "
+            f"expected {channels} at {sample_rate}"
+        )
+    return probe
 
 
 def decode_recording(path: Path) -> tuple[np.ndarray, int]:

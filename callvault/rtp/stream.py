@@ -15,7 +15,11 @@ Feed ``(arrival, datagram)`` records in arrival order.  The processor
 * routes RFC 4733 telephone-events to a :class:`DtmfDetector` (they never
   become frames) and passes comfort noise through as a silence marker;
 * keeps, per epoch, the robust start estimate used to put audio on a timeline:
-  ``min(arrival - (ext_timestamp - base_ts) / clock_rate)`` over its packets.
+  ``min(arrival - (ext_timestamp - base_ts) / clock_rate)`` over its packets that
+  arrive within ``ANCHOR_WINDOW`` seconds of its first one.  Limiting the estimate
+  to the start of the epoch makes it final early, so a call's timeline can be
+  built (and encoded) while the call goes on and still come out exactly as a
+  one-shot decode of the whole spool (see :meth:`StreamProcessor.anchored`).
 
 No clock is read; all times are the caller's arrival times (seconds).
 """
@@ -40,6 +44,11 @@ from callvault.rtp.packet import (
 )
 
 DEFAULT_REORDER_WINDOW = 0.5
+# The start estimate of an epoch takes the least-delayed packet among those arriving
+# within this many seconds of its first packet: long enough that a sender's start-up
+# hiccups (its first packets late, e.g. on a busy host) do not shift the audio, short
+# enough that the pre-encoder can place and encode a long call's audio as it goes.
+ANCHOR_WINDOW = 10.0
 # Timestamps may drift from arrivals by jitter; beyond this the sender's clock jumped.
 DEFAULT_TIMESTAMP_JUMP_TOLERANCE = 1.0
 # RFC 3550 A.1: a forward jump larger than this (or a backward one larger than
@@ -195,13 +204,14 @@ class _SeqEpoch:
 
 
 class _Timing:
-    __slots__ = ("base_ts", "clock_rate", "last_arrival", "last_ts", "ssrc", "start")
+    __slots__ = ("anchor_until", "base_ts", "clock_rate", "last_arrival", "last_ts", "ssrc", "start")
 
     def __init__(self, ssrc: int, clock_rate: int, base_ts: int, arrival: float) -> None:
         self.ssrc = ssrc
         self.clock_rate = clock_rate
         self.base_ts = base_ts
         self.start = arrival
+        self.anchor_until = arrival + ANCHOR_WINDOW
         self.last_ts: int | None = None
         self.last_arrival = arrival
 
@@ -367,6 +377,22 @@ class StreamProcessor:
         return list(self._dtmf)
 
     @property
+    def now(self) -> float:
+        """The latest arrival fed so far."""
+        return self._now
+
+    def anchored(self, epoch: int) -> bool:
+        """True when the start estimate of output epoch ``epoch`` can no longer change.
+
+        Packets arriving within ``ANCHOR_WINDOW`` of the epoch's first audio may lower it;
+        they leave the reorder buffer at the latest ``reorder_window`` later.
+        """
+        if self._finished:
+            return True
+        timing = self._timings[epoch]
+        return timing.last_ts is not None and self._now > timing.anchor_until + self.reorder_window
+
+    @property
     def epochs(self) -> dict[int, EpochTiming]:
         """Timing of every epoch that released at least one packet."""
         return {
@@ -526,8 +552,9 @@ class StreamProcessor:
             # First audio of an epoch opened by a telephone-event: anchor on the audio.
             timing.base_ts = ext_ts
             timing.start = arrival
+            timing.anchor_until = arrival + ANCHOR_WINDOW
         offset = arrival - (ext_ts - timing.base_ts) / timing.clock_rate
-        if offset < timing.start:
+        if offset < timing.start and arrival <= timing.anchor_until:
             timing.start = offset
         timing.last_ts = ext_ts
         timing.last_arrival = arrival

@@ -16,7 +16,7 @@ from callvault.spool.format import (
     SpoolError,
 )
 
-__all__ = ["SpoolError", "StreamReader", "read_journal", "read_stream"]
+__all__ = ["JournalTail", "SpoolError", "StreamReader", "StreamTail", "read_journal", "read_stream"]
 
 _CHUNK = 1 << 20
 
@@ -142,3 +142,83 @@ class StreamReader(Iterator[tuple[float, bytes]]):
 def read_stream(path: Path) -> StreamReader:
     """Open a stream file for iteration; see :class:`StreamReader`."""
     return StreamReader(path)
+
+
+class StreamTail:
+    """Follows a stream file that the recorder is still appending to.
+
+    Each :meth:`read` returns the complete records written since the last one; a
+    record the writer has only partly written yet is left for the next read.  The
+    file may not exist yet (the stream was not opened) or may lack its header.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.records = 0
+        self._buf = b""
+
+    def read(self) -> list[tuple[float, bytes]]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset + len(self._buf))
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise SpoolError(f"{self.path}: cannot read stream file: {exc.strerror or exc}") from exc
+        buf = self._buf + data
+        pos = 0
+        if self.offset == 0:
+            if len(buf) < FILE_HEADER.size:
+                self._buf = buf
+                return []
+            magic, version, record_header, _index = FILE_HEADER.unpack_from(buf)
+            if magic != MAGIC or version != VERSION or record_header != RECORD_HEADER.size:
+                raise SpoolError(f"{self.path}: not a callvault spool stream of format {VERSION}")
+            pos = FILE_HEADER.size
+        unpack = RECORD_HEADER.unpack_from
+        hsize = RECORD_HEADER.size
+        end = len(buf)
+        out: list[tuple[float, bytes]] = []
+        while pos + hsize <= end:
+            arrival, length = unpack(buf, pos)
+            stop = pos + hsize + length
+            if stop > end:
+                break
+            out.append((arrival, buf[pos + hsize : stop]))
+            pos = stop
+        self.offset += pos
+        self._buf = buf[pos:]
+        self.records += len(out)
+        return out
+
+
+class JournalTail:
+    """Follows a journal that is still being written: complete new lines on each read."""
+
+    def __init__(self, spool_dir: Path) -> None:
+        self.path = Path(spool_dir) / JOURNAL_NAME
+        self.offset = 0
+        self.events: list[dict[str, Any]] = []
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError as exc:
+            raise SpoolError(f"{self.path}: cannot read journal: {exc.strerror or exc}") from exc
+        complete = data.rfind(b"\n") + 1
+        new: list[dict[str, Any]] = []
+        for raw in data[:complete].split(b"\n")[:-1]:
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise SpoolError(f"{self.path}: corrupt line: {exc}") from None
+            if not isinstance(record, dict):
+                raise SpoolError(f"{self.path}: a line is not a JSON object")
+            new.append(record)
+        self.offset += complete
+        self.events.extend(new)
+        return new

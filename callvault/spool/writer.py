@@ -85,6 +85,16 @@ class StreamSpool:
                 f"stream {self.index}: packet of {len(packet)} bytes exceeds the {MAX_PACKET}-byte limit"
             ) from None
 
+    def extend(self, records: list[tuple[float, bytes]]) -> None:
+        """Queue many ``(arrival, packet)`` records at once (passive capture drains in batches)."""
+        try:
+            self._parts.extend([_pack_header(arrival, len(packet)) + packet for arrival, packet in records])
+        except struct.error:
+            big = max(len(p) for _, p in records)
+            raise SpoolError(
+                f"stream {self.index}: packet of {big} bytes exceeds the {MAX_PACKET}-byte limit"
+            ) from None
+
     @property
     def has_pending(self) -> bool:
         return bool(self._parts)

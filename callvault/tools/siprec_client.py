@@ -56,6 +56,7 @@ class CallResult:
     packets_sent: list[int]
     bye_sent_at: float | None
     setup_time: float
+    invite_sent_at: float | None = None  # wall clock (time.time()) when the INVITE left
 
 
 class SipError(Exception):
@@ -209,10 +210,11 @@ class SiprecClient:
                 f'multipart/mixed;boundary="{boundary}"',
                 ("Require: siprec", "Accept: application/sdp, application/rs-metadata+xml"),
             )
+            invite_sent_at = time.time()  # _transact sends it before its first await
             status, headers, answer = await self._transact(sip, invite, call_id, "INVITE")
             setup = time.monotonic() - t_start
             if status != 200:
-                return CallResult(call_id, status, None, [0, 0], None, setup)
+                return CallResult(call_id, status, None, [0, 0], None, setup, invite_sent_at)
             to_tag = _tag(headers.get("to", ""))
             ack = self._request(sip, "ACK", call_id, 1, from_tag, to_tag)
             sip.sendto(ack, self.server)
@@ -225,7 +227,7 @@ class SiprecClient:
             bye = self._request(sip, "BYE", call_id, 2, from_tag, to_tag)
             bye_at = time.time()
             bye_status, _, _ = await self._transact(sip, bye, call_id, "BYE")
-            return CallResult(call_id, status, bye_status, sent, bye_at, setup)
+            return CallResult(call_id, status, bye_status, sent, bye_at, setup, invite_sent_at)
         finally:
             sip.close()
             for s in rtp:

@@ -148,6 +148,28 @@ def test_it_turns_a_spool_into_a_verified_stereo_recording_and_removes_the_spool
     assert not spool_dir.exists()
 
 
+def test_finalize_caches_the_waveform_from_the_samples_it_encoded(monkeypatch) -> None:
+    from callvault.apps.recordings import playback
+
+    _, spool_dir = make_spool(time.time() - 10, drop=set(range(20, 30)))
+    decodes: list[Path] = []
+    real = playback.compute_peaks
+    monkeypatch.setattr(playback, "compute_peaks", lambda *a: decodes.append(a[0]) or real(*a))
+    call = ingest_and_finalize(spool_dir)
+    assert decodes == []  # the worker did not decode the file it had just written
+    rec = Recording.objects.get(call=call)
+    cached = playback.peaks_for(rec)
+    decoded = real(settings.RECORDINGS_DIR / rec.storage_key, rec.duration)
+    assert (cached["channels"], cached["buckets"]) == (decoded["channels"], decoded["buckets"]) == (2, 100)
+    assert cached["channel_map"] == {"left": "caller", "right": "callee"}
+    diff = np.abs(np.array(cached["peaks"]) - np.array(decoded["peaks"]))
+    assert np.median(diff) < 0.05 and diff.max() < 0.2, [
+        list(np.round(row, 2)) for row in diff
+    ]  # Opus smears edges
+    right = np.array(cached["peaks"][1])
+    assert right[25] < 0.01 and right[40] > 0.2  # the dropped packets (0.41-0.61 s) show as silence
+
+
 def test_finalizing_twice_is_harmless() -> None:
     call_id, spool_dir = make_spool(time.time() - 10)
     ingest_and_finalize(spool_dir)

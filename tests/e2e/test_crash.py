@@ -62,6 +62,10 @@ def test_calls_survive_kill_9_of_the_recorder_as_interrupted_recordings(
         assert kept <= killed_at - answered + 0.5
         pcm, rate = decode_recording(call["recording"]["path"])
         n = int((kept - 0.2) * rate)
-        assert envelope_correlation(pcm[:n, 0], rate, caller[:n], 8000) >= 0.9
-        assert envelope_correlation(pcm[:n, 1], rate, callee[:n], 8000) >= 0.9
+        # The recording is placed on the time the packets arrived. Ten calls share one client
+        # thread: on a busy 2-core machine its first packets leave up to ~250 ms after the
+        # answer, and the recording (correctly) shows that, so allow that much lag.
+        lag = 400
+        assert envelope_correlation(pcm[:n, 0], rate, caller[:n], 8000, max_lag_ms=lag) >= 0.9
+        assert envelope_correlation(pcm[:n, 1], rate, callee[:n], 8000, max_lag_ms=lag) >= 0.9
     assert not any((server.data_dir / "spool").iterdir()), "every recovered spool was finalized and removed"

@@ -234,7 +234,12 @@ def test_encoder_failure_keeps_the_previous_file_intact(
         ),
         ({"bitrate": 1000}, r"^Opus bitrate per channel must be 6000\.\.256000 bit/s, got 1000$"),
         ({"frame_ms": 30}, r"^Opus frame duration must be one of 10, 20, 40, 60 ms, got 30$"),
-        ({"fmt": "flac", "bitrate": 8000}, r"^bitrate and frame_ms apply to opus only, not flac$"),
+        (
+            {"fmt": "flac", "bitrate": 8000},
+            r"^bitrate, frame_ms and complexity apply to opus only, not flac$",
+        ),
+        ({"fmt": "wav", "complexity": 3}, r"^bitrate, frame_ms and complexity apply to opus only, not wav$"),
+        ({"complexity": 11}, r"^Opus complexity must be 0\.\.10, got 11$"),
         ({"fmt": "wav", "sample_rate": 0}, r"^sample rate must be 1\.\.655350 Hz, got 0$"),
         ({"metadata": {"A=B": "x"}}, r"^metadata key 'A=B' must be printable ASCII without '='$"),
         ({"metadata": {"CALL_ID": 5}}, r"^metadata value for 'CALL_ID' must be str, got int$"),

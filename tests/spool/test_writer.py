@@ -278,3 +278,23 @@ def test_bad_journal_events_are_rejected(tmp_path: Path) -> None:
         with pytest.raises(SpoolError, match=r"^journal event is not JSON-serialisable: .*surrogate"):
             call.journal({"type": "x", "v": "\udc80"})
     assert [e["type"] for e in read_journal(call.path)] == ["opened"]
+
+
+def test_extend_queues_a_batch_exactly_like_appends(tmp_path: Path) -> None:
+    call = CallSpool(tmp_path, "batch")
+    one, many = call.open_stream(0), call.open_stream(1)
+    records = [(1_700_000_000.0 + i * 0.02, rtp_packet(i)) for i in range(50)]
+    for record in records:
+        one.append(*record)
+    many.extend(records)
+    call.mark_complete()
+    folder = tmp_path / "batch"
+    assert _records(folder / "stream-0.rtp") == _records(folder / "stream-1.rtp") == records
+
+
+def test_extend_refuses_an_oversized_packet(tmp_path: Path) -> None:
+    call = CallSpool(tmp_path, "big")
+    stream = call.open_stream(0)
+    with pytest.raises(SpoolError, match="packet of 70000 bytes exceeds"):
+        stream.extend([(1.0, b"x" * 10), (2.0, b"x" * 70000)])
+    call.close()

@@ -517,3 +517,16 @@ def test_it_shows_holds_recorded_in_the_call_metadata_on_the_timeline(cast: Cast
     html = page_of(cast.call_a, cast.member)
     assert "保留" in html and "保留解除" in html and "2秒間" in html
     assert 'data-seek="0.50"' in html and 'data-seek="2.50"' in html
+
+
+def test_it_shows_capture_loss_apart_from_network_loss_and_unsupported_streams(cast: Cast) -> None:
+    Call.objects.filter(pk=cast.call_a.pk).update(source="capture", packets_capture_lost=3)
+    Stream.objects.create(
+        call=cast.call_a, index=0, role="caller", codec="PCMA", packets_received=995, packets_lost=2,
+        packets_capture_lost=3,
+    )  # fmt: skip
+    Stream.objects.create(call=cast.call_a, index=1, role="callee", codec="T.38", unsupported=True)
+    html = page_of(cast.call_a, cast.member)
+    assert "キャプチャ欠落 3 件" in html and "損失率には含めていません" in html
+    assert "0.2%" in html, "only network loss counts in the loss rate"
+    assert "未対応コーデック" in html and "パケットキャプチャ" in html

@@ -15,14 +15,39 @@ from django.http import Http404
 from callvault.apps.accounts.models import Profile, TeamRole, UserRole
 from callvault.apps.calls.models import Call
 
+MEMO = "_callvault_access_memo"
+
+
+def remember_per_request(user: Any) -> Any:
+    """Let :func:`role_of` and :func:`supervised_team_ids` answer once per request for ``user``.
+
+    Set on the request's own user object (``web.middleware.AccessMemoMiddleware``): a page asks
+    both several times (the view, the filters, the menu). Long-lived user objects are not
+    marked, so they always read the database.
+    """
+    if user is not None and getattr(user, "pk", None) is not None:
+        setattr(user, MEMO, {})
+    return user
+
+
+def _memo(user: Any) -> dict[str, Any] | None:
+    memo = getattr(user, MEMO, None)
+    return memo if isinstance(memo, dict) else None
+
 
 def role_of(user: Any) -> str:
     if user is None or not user.is_authenticated or not user.is_active:
         return "anonymous"
     if user.is_superuser:
         return str(UserRole.ADMIN)
+    memo = _memo(user)
+    if memo is not None and "role" in memo:
+        return str(memo["role"])
     profile = Profile.objects.filter(user=user).only("role").first()
-    return profile.role if profile else str(UserRole.MEMBER)
+    role = profile.role if profile else str(UserRole.MEMBER)
+    if memo is not None:
+        memo["role"] = role
+    return role
 
 
 def is_admin(user: Any) -> bool:
@@ -34,7 +59,13 @@ def can_view_audit(user: Any) -> bool:
 
 
 def supervised_team_ids(user: Any) -> list[int]:
-    return list(user.memberships.filter(role=TeamRole.SUPERVISOR).values_list("team_id", flat=True))
+    memo = _memo(user)
+    if memo is not None and "supervised" in memo:
+        return list(memo["supervised"])
+    teams = list(user.memberships.filter(role=TeamRole.SUPERVISOR).values_list("team_id", flat=True))
+    if memo is not None:
+        memo["supervised"] = list(teams)
+    return teams
 
 
 def visible_calls(user: Any) -> QuerySet[Call]:

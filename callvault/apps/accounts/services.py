@@ -32,24 +32,33 @@ def assign_call(call: Call) -> bool:
     """
     caller = {call.caller_number, *call.participants.filter(role="caller").values_list("number", flat=True)}
     callee = {call.callee_number, *call.participants.exclude(role="caller").values_list("number", flat=True)}
-    if call.direction == "in":
+    line = line_for(call.direction, caller, callee)
+    if line is None:
+        return False
+    changed = call.team_id != line.team_id or (line.user_id is not None and call.agent_id != line.user_id)
+    call.team_id = line.team_id
+    if line.user_id is not None:
+        call.agent_id = line.user_id
+    return changed
+
+
+def line_for(direction: str, caller: set[str], callee: set[str]) -> Line | None:
+    """The line that decides a call's team and agent (see :func:`assign_call`), or None.
+
+    Also used before the call is in the database (the screen-pop of a ringing call).
+    """
+    if direction == "in":
         candidates = [callee]
-    elif call.direction == "out":
+    elif direction == "out":
         candidates = [caller]
     else:
         candidates = [callee, caller]
     for numbers in candidates:
-        numbers.discard("")
-        lines = list(Line.objects.filter(number__in=numbers).select_related("team"))
-        if not lines:
-            continue
-        line = next((ln for ln in lines if ln.user_id), lines[0])
-        changed = call.team_id != line.team_id or (line.user_id is not None and call.agent_id != line.user_id)
-        call.team_id = line.team_id
-        if line.user_id is not None:
-            call.agent_id = line.user_id
-        return changed
-    return False
+        numbers = numbers - {""}
+        lines = list(Line.objects.filter(number__in=numbers).select_related("team", "user"))
+        if lines:
+            return next((ln for ln in lines if ln.user_id), lines[0])
+    return None
 
 
 # --- Account management ---------------------------------------------------------------------

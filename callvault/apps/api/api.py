@@ -17,6 +17,8 @@ from callvault.apps.api.customers import router as customers_router
 from callvault.apps.api.docs import OfflineSwagger
 from callvault.apps.api.errors import ApiError, error_body
 from callvault.apps.api.views import router
+from callvault.apps.pbx.api import router as pbx_router
+from callvault.apps.uploads.api import router as uploads_router
 
 log = logging.getLogger("callvault.api")
 
@@ -144,6 +146,29 @@ def _webhook(summary: str, schema: str) -> dict[str, Any]:
     }
 
 
+PBX_SECURITY_SCHEMES: dict[str, Any] = {
+    "PbxKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Callvault-Key",
+        "description": "PBX 連携のキー (署名と一緒に送る)",
+    },
+    "PbxSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Callvault-Signature",
+        "description": "t=<UNIX時刻>,v1=<hex HMAC-SHA256(シークレット, t + '.' + 本文)>",
+    },
+    "PbxToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Callvault-Token",
+        "description": "トークン方式の PBX 連携のシークレット (URL の ?token= でも可)",
+    },
+    "PbxBearer": {"type": "http", "scheme": "bearer", "description": "トークン方式の PBX 連携のシークレット"},
+}
+
+
 class Renderer(JSONRenderer):
     json_dumps_params = {"ensure_ascii": False}
 
@@ -154,6 +179,7 @@ class CallvaultAPI(NinjaAPI):
     def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: Any = None) -> Any:
         schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
         schema["components"].setdefault("schemas", {}).update(WEBHOOK_SCHEMAS)
+        schema["components"].setdefault("securitySchemes", {}).update(PBX_SECURITY_SCHEMES)
         schema["webhooks"] = {
             "call.completed": _webhook("録音の完成した通話", "WebhookCallCompleted"),
             "ping": _webhook("テスト送信 (管理画面の「テスト送信」)", "WebhookPing"),
@@ -173,6 +199,8 @@ api = CallvaultAPI(
 )
 api.add_router("", router)
 api.add_router("", customers_router)
+api.add_router("", pbx_router)
+api.add_router("", uploads_router)  # /uploads: phone apps and recorder boxes (callvault/apps/uploads)
 
 
 def _respond(request: HttpRequest, status: int, body: dict[str, Any]) -> HttpResponse:

@@ -96,6 +96,7 @@ class StreamOut(Schema):
     packets_late: int
     packets_duplicate: int
     packets_dropped: int
+    packets_capture_lost: int = Field(0, description="キャプチャで取りこぼしたパケット (損失に含まず)")
     ssrc_changes: int
     jitter_ms: float
 
@@ -132,6 +133,7 @@ class PacketsOut(Schema):
     lost: int
     late: int
     dropped: int
+    capture_lost: int = Field(0, description="キャプチャで取りこぼしたパケット (ネットワーク損失ではない)")
     loss_ratio: float
 
 
@@ -149,7 +151,12 @@ class CallDetail(CallSummary):
 class CommentIn(Schema):
     text: str = Field(min_length=1, max_length=MAX_COMMENT, description="コメント (4000 文字まで)")
     offset: float | None = Field(
-        None, ge=0, le=10_000_000, allow_inf_nan=False, description="録音の再生位置 (秒)、録音の長さ以内"
+        None,
+        ge=0,
+        le=10_000_000,
+        allow_inf_nan=False,
+        strict=True,
+        description="録音の再生位置 (秒)、録音の長さ以内",
     )
 
 

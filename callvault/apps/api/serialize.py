@@ -145,6 +145,7 @@ def call_detail(call: Call, base_url: str) -> dict[str, Any]:
                 "lost": call.packets_lost,
                 "late": call.packets_late,
                 "dropped": call.packets_dropped,
+                "capture_lost": call.packets_capture_lost,
                 "loss_ratio": round(call.loss_ratio, 6),
             },
             "participants": [
@@ -168,6 +169,7 @@ def call_detail(call: Call, base_url: str) -> dict[str, Any]:
                     "packets_late": s.packets_late,
                     "packets_duplicate": s.packets_duplicate,
                     "packets_dropped": s.packets_dropped,
+                    "packets_capture_lost": s.packets_capture_lost,
                     "ssrc_changes": s.ssrc_changes,
                     "jitter_ms": s.jitter_ms,
                 }

@@ -28,6 +28,10 @@ from callvault.storage import StorageError, get_storage
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 CONTENT_TYPES = {"opus": "audio/ogg", "flac": "audio/flac", "wav": "audio/wav"}
+# Uploaded recordings are kept in the format they were sent in (callvault/apps/uploads).
+CONTENT_TYPES.update(
+    {"mp3": "audio/mpeg", "m4a": "audio/mp4", "aac": "audio/aac", "amr": "audio/amr", "ogg": "audio/ogg"}
+)
 
 
 def audit(request: HttpRequest, action: str, obj: Any = None, **detail: Any) -> None:
@@ -164,7 +168,7 @@ def recording_file(call: Call) -> RecordingFile:
     from django.utils import timezone
 
     stamp = timezone.localtime(call.started_at).strftime("%Y%m%d-%H%M%S")
-    ext = {"opus": "opus", "flac": "flac", "wav": "wav"}.get(rec.format, "bin")
+    ext = rec.format if rec.format in CONTENT_TYPES else "bin"
     return RecordingFile(
         recording=rec,
         size=size,

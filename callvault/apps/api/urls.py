@@ -28,7 +28,18 @@ def _too_big(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=status, json_dumps_params={"ensure_ascii": False})
 
 
-def bounded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+# Routes that take audio (callvault/apps/uploads): bodies up to CALLVAULT_UPLOAD_MAX_MB (+ form overhead).
+# (Django resolves a path to its first pattern; every method of the path shares that view.)
+LARGE_BODY_ROUTES = {"upload_create", "upload_options", "upload_detail", "upload_head", "upload_patch"}
+
+
+def _upload_limit() -> int:
+    from django.conf import settings
+
+    return int(settings.UPLOAD_MAX_BYTES) + 1024 * 1024
+
+
+def bounded(view: Callable[..., HttpResponse], *, large: bool = False) -> Callable[..., HttpResponse]:
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY_STRING:
@@ -37,7 +48,11 @@ def bounded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > MAX_BODY:
+        if large and length > _upload_limit():
+            return _too_big(
+                413, "payload_too_large", _("ファイルが大きすぎます (アップロードの上限を超えています)。")
+            )
+        if not large and length > MAX_BODY:
             return _too_big(413, "payload_too_large", _("リクエスト本文が大きすぎます (64 KiB まで)。"))
         return view(request, *args, **kwargs)
 
@@ -46,7 +61,7 @@ def bounded(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 
 def _wrap(pattern: Any) -> Any:
     if isinstance(pattern, URLPattern):
-        pattern.callback = bounded(pattern.callback)
+        pattern.callback = bounded(pattern.callback, large=pattern.name in LARGE_BODY_ROUTES)
     return pattern
 
 

@@ -37,7 +37,10 @@ READ_ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut}
 WRITE_ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 413: ErrorOut}
 
 _AUDIO = {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}
-_AUDIO_CONTENT = {"audio/ogg": _AUDIO, "audio/flac": _AUDIO, "audio/wav": _AUDIO}
+_AUDIO_CONTENT = {
+    media: _AUDIO
+    for media in ("audio/ogg", "audio/flac", "audio/wav", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr")
+}
 _RANGE_HEADERS = {
     "Accept-Ranges": {"schema": {"type": "string", "const": "bytes"}},
     "ETag": {"description": "録音の SHA-256 (引用符付き)", "schema": {"type": "string"}},
@@ -119,7 +122,8 @@ def call_detail(request: HttpRequest, call_id: UUID) -> dict[str, Any]:
     url_name="call_recording",
     summary="録音ファイル (Range 対応)",
     description=(
-        "録音ファイルそのもの (Ogg Opus / FLAC / WAV、左 = 発信者、右 = 着信者)。"
+        "録音ファイルそのもの (Ogg Opus / FLAC / WAV、左 = 発信者、右 = 着信者。アップロードされた録音は"
+        "送られた形式のまま: MP3 / M4A / AAC / AMR / Ogg、モノラルのこともあります)。"
         "`Range: bytes=...` で一部だけを取得できます (206、範囲外は 416)。"
         "監査ログには、Range なしのリクエストと 0 バイト目から始まるリクエストだけを「ダウンロード」として"
         "記録します (プレーヤーが Range で少しずつ読んでも 1 回として残ります)。"

@@ -35,6 +35,7 @@ class Action(models.TextChoices):
     TOKEN = "token", _("APIトークン")
     SETTINGS = "settings", _("設定変更")
     VIEW = "view", _("閲覧")
+    UPLOAD = "upload", _("アップロード")
 
 
 class AuditError(Exception):

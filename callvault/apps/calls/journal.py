@@ -32,6 +32,7 @@ class JournalState:
     closed: bool = False
     last_t: float | None = None
     holds: list[list[float | None]] = field(default_factory=list)  # [start, end] wall times
+    capture_drops: int = 0  # packets the passive capture reported dropping while the call was alive
 
     @classmethod
     def fold(cls, events: list[dict[str, Any]]) -> JournalState:
@@ -55,6 +56,8 @@ class JournalState:
                 st.end_reason = ev.get("reason", "")
             elif kind == "closed":
                 st.closed = True
+            elif kind == "capture":
+                st.capture_drops = int(ev.get("capture_drops") or 0)
         return st
 
     def _hold(self, on_hold: bool, t: float | None) -> None:
@@ -153,6 +156,41 @@ def upsert_call(state: JournalState, *, spool_key: str) -> Call:
     else:
         transaction.on_commit(lambda: publish(CALL_UPDATED, call))
     return call
+
+
+def early_call(record: dict[str, Any]) -> Call:
+    """An unsaved Call from an INVITE's journal record, with the team and agent its lines give.
+
+    For live screens only (the screen-pop of a ringing call): the database row is written
+    later by :func:`upsert_call`, from the journal, with the same id.
+    """
+    from callvault.apps.accounts.services import line_for
+
+    state = JournalState.fold([record])
+    caller = participant_fields(_party(state, "caller") or {})
+    callee = participant_fields(_party(state, "callee") or {})
+    call = Call(
+        id=state.call_id,
+        source=record.get("source", "siprec"),
+        direction=record.get("direction", "unknown"),
+        started_at=ts(record["t"]),
+        caller_number=caller["number"],
+        caller_name=caller["display_name"],
+        callee_number=callee["number"],
+        callee_name=callee["display_name"],
+        state=CallState.RINGING if record.get("type") == "invite" else CallState.FAILED,
+    )
+    numbers = {"caller": {caller["number"]}, "callee": {callee["number"]}}
+    line = line_for(call.direction, numbers["caller"], numbers["callee"])
+    if line is not None:
+        call.team, call.agent = line.team, line.user
+    return call
+
+
+def publish_early(record: dict[str, Any]) -> None:
+    """``call.ringing`` for an INVITE record (``call.ended`` if the call could not be set up)."""
+    call = early_call(record)
+    publish(CALL_RINGING if record.get("type") == "invite" else CALL_ENDED, call)
 
 
 def end_call(call: Call, state: JournalState, *, interrupted: bool = False) -> None:

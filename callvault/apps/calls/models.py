@@ -77,6 +77,9 @@ class Call(models.Model):
     packets_lost = models.BigIntegerField(default=0)
     packets_late = models.BigIntegerField(default=0)
     packets_dropped = models.BigIntegerField(default=0)
+    packets_capture_lost = models.BigIntegerField(
+        default=0, help_text="gaps the capture missed (not network loss; passive capture only)"
+    )
 
     team = models.ForeignKey(
         "accounts.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
@@ -88,6 +91,15 @@ class Call(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # The recording completeness check (callvault.apps.completeness): "" not checked yet,
+    # "ok", or "flagged" with the reasons [{"code": "short", "detail": {...}}, ...].
+    completeness = models.CharField(max_length=16, blank=True, default="", db_index=True)
+    completeness_reasons = models.JSONField(default=list, blank=True)
+    completeness_codes = models.CharField(
+        max_length=100, blank=True, default="", help_text=",short,one_sided,"
+    )
+    completeness_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -148,6 +160,7 @@ class Stream(models.Model):
     packets_late = models.BigIntegerField(default=0)
     packets_duplicate = models.BigIntegerField(default=0)
     packets_dropped = models.BigIntegerField(default=0)
+    packets_capture_lost = models.BigIntegerField(default=0)
     ssrc_changes = models.PositiveIntegerField(default=0)
     jitter_ms = models.FloatField(default=0.0)
 

@@ -55,6 +55,7 @@ def call_as_dict(call: Call) -> dict[str, Any]:
             "lost": call.packets_lost,
             "late": call.packets_late,
             "dropped": call.packets_dropped,
+            "capture_lost": call.packets_capture_lost,
         },
         "participants": [
             {
@@ -78,6 +79,7 @@ def call_as_dict(call: Call) -> dict[str, Any]:
                 "late": s.packets_late,
                 "duplicate": s.packets_duplicate,
                 "dropped": s.packets_dropped,
+                "capture_lost": s.packets_capture_lost,
                 "ssrc_changes": s.ssrc_changes,
                 "jitter_ms": s.jitter_ms,
             }

@@ -24,6 +24,12 @@ def _recorder_families() -> list[Family]:
     return snapshot_families(read_snapshots(readiness.run_dir()))
 
 
+def _completeness_families() -> list[Family]:
+    from callvault.apps.completeness.metrics import families
+
+    return families()
+
+
 def collect_families() -> list[Family]:
     """Every family of /metrics. A source that fails is reported as down; the others still are."""
     now = timezone.now()
@@ -31,7 +37,8 @@ def collect_families() -> list[Family]:
     up = Family(
         "callvault_metrics_source_up",
         "gauge",
-        "1 if /metrics could read this source (database, job_queue, recorder_snapshots), else 0.",
+        "1 if /metrics could read this source (database, job_queue, completeness, recorder_snapshots),"
+        " else 0.",
     )
     timing = Family("callvault_metrics_source_seconds", "gauge", "Time /metrics took to read each source.")
     sources = (
@@ -44,6 +51,7 @@ def collect_families() -> list[Family]:
             ],
         ),
         ("job_queue", collect.queue_families),
+        ("completeness", _completeness_families),
         ("recorder_snapshots", _recorder_families),
     )
     for name, fn in sources:

@@ -131,9 +131,40 @@ def _payload_types(spec: dict[str, Any]) -> dict[int, Any]:
     return out
 
 
+def timeline_start(state: JournalState, first_arrivals: list[float]) -> float:
+    """The time of sample 0: the answer, or the first packet of any stream if earlier.
+
+    The recording's timeline runs from there to the end of the call, so that its length
+    is the call's length and silence stays silence.
+    """
+    starts = [t for t in (state.answered_t, *first_arrivals) if t is not None]
+    return min(starts) if starts else float(state.invite.get("t", 0.0))
+
+
+def timeline_rate(state: JournalState) -> int:
+    """The recording's sample rate from the codecs the streams offer."""
+    from callvault.codecs import is_supported
+    from callvault.media.mix import choose_out_rate
+
+    rates: list[int] = []
+    for s in state.streams.values():
+        for enc, rate, _ch, _f in (s.get("payload_types") or {}).values():
+            if is_supported(enc, int(rate)) and enc.lower() not in ("telephone-event", "cn"):
+                rates.append(16000 if enc.lower() == "g722" else int(rate))
+    return choose_out_rate(rates or [8000])
+
+
+def stream_payload_types(state: JournalState) -> dict[int, tuple[str, dict[int, Any]]]:
+    """Per stream index: its role and payload types, as the mix needs them."""
+    return {
+        i: (s.get("role") or "unknown", _payload_types(s.get("payload_types") or {}))
+        for i, s in sorted(state.streams.items())
+    }
+
+
 def build_audio(spool_dir: Path, state: JournalState) -> dict[str, Any]:
     """Decode and mix the spool. Returns pcm, rate, channel map and per-stream results."""
-    from callvault.media.mix import choose_out_rate, mix_mono
+    from callvault.media.mix import mix_mono
     from callvault.media.track import decode_track
     from callvault.spool.reader import read_stream
 
@@ -144,19 +175,8 @@ def build_audio(spool_dir: Path, state: JournalState) -> dict[str, Any]:
             for arrival, _pkt in read_stream(path):
                 first_arrivals.append(arrival)
                 break
-    # The recording's timeline runs from the answer (or the first packet, if earlier) to the
-    # end of the call, so that its length is the call's length and silence stays silence.
-    starts = [t for t in (state.answered_t, *first_arrivals) if t is not None]
-    t0 = min(starts) if starts else state.invite.get("t", 0.0)
-
-    from callvault.codecs import is_supported
-
-    rates: list[int] = []
-    for s in state.streams.values():
-        for enc, rate, _ch, _f in (s.get("payload_types") or {}).values():
-            if is_supported(enc, int(rate)) and enc.lower() not in ("telephone-event", "cn"):
-                rates.append(16000 if enc.lower() == "g722" else int(rate))
-    out_rate = choose_out_rate(rates or [8000])
+    t0 = timeline_start(state, first_arrivals)
+    out_rate = timeline_rate(state)
 
     tracks: dict[int, Any] = {}
     for i, s in sorted(state.streams.items()):
@@ -202,9 +222,33 @@ def _stereo(left: Any, right: Any) -> Any:
     return out
 
 
-def finalize_call(call_id: str) -> str:
-    """Finalize one call. Returns the resulting recording state."""
-    from callvault.media.encode import encode_recording, probe_recording, sha256_file
+def finalize_call(call_id: str, *, pre: Any = None) -> str:
+    """Finalize one call. Returns the resulting recording state.
+
+    ``pre`` is the worker's pre-encoder state of this call (see ``preencode``); its caller
+    holds the spool's lock. Without it, the job takes the lock itself: while the
+    pre-encoder follows a call the job answers ``deferred`` and leaves the call to it (if
+    the pre-encoder dies, the kernel drops its lock and the sweep queues the call again).
+    """
+    from callvault.apps.recordings.preencode import lock_spool, unlock_spool
+
+    lock: int | None = None
+    if pre is None:
+        call = Call.objects.filter(pk=call_id).only("spool_key").first()
+        if call is not None and call.spool_key:
+            lock = lock_spool(settings.SPOOL_DIR / call.spool_key)
+            if lock is None:
+                log.info("= finalize call=%s deferred: the pre-encoder is finishing it", call_id)
+                return "deferred"
+    try:
+        return _finalize_locked(call_id, pre)
+    finally:
+        if lock is not None:
+            unlock_spool(lock)
+
+
+def _finalize_locked(call_id: str, pre: Any) -> str:
+    from callvault.media.encode import sha256_file, verify_recording
     from callvault.spool.reader import read_journal
     from callvault.spool.recovery import remove_spool
 
@@ -228,9 +272,6 @@ def finalize_call(call_id: str) -> str:
             Call.objects.filter(pk=call.pk).update(recording_state=RecordingState.NONE, recording_error="")
             remove_spool(spool_dir, root=settings.SPOOL_DIR)
             return str(RecordingState.NONE)
-        audio = build_audio(spool_dir, state)
-        pcm, rate = audio["pcm"], audio["rate"]
-        expected = len(pcm) / rate
         fmt = settings.RECORDING_FORMAT
         ext = {"opus": "opus", "flac": "flac", "wav": "wav"}[fmt]
         key = f"{timezone.localtime(call.started_at):%Y/%m/%d}/{call.pk}.{ext}"
@@ -238,16 +279,14 @@ def finalize_call(call_id: str) -> str:
         tmp_dir = settings.DATA_DIR / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=tmp_dir) as td:
-            out = Path(td) / f"rec.{ext}"
-            info = encode_recording(
-                pcm,
-                rate,
-                fmt,
-                out,
-                bitrate=settings.OPUS_BITRATE,
-                metadata={"callvault_call_id": str(call.pk), "date": call.started_at.isoformat()},
-            )
-            probe = probe_recording(out)
+            finished = pre.finish(state) if pre is not None and fmt == "opus" else None
+            if finished is not None:
+                audio, out, info = finished
+            else:
+                audio, out, info = _encode_one_shot(call, spool_dir, state, fmt, Path(td) / f"rec.{ext}")
+            rate = audio["rate"]
+            expected = audio["samples"] / rate
+            probe = verify_recording(out, fmt, channels=info.channels, sample_rate=rate)
             if abs(probe.duration - expected) > DURATION_TOLERANCE:
                 raise FinalizeError(
                     f"encoded recording lasts {probe.duration:.3f}s, expected {expected:.3f}s"
@@ -262,6 +301,7 @@ def finalize_call(call_id: str) -> str:
         if local is not None and sha256_file(local) != info.sha256:
             raise FinalizeError("stored recording does not match its hash")
         _save(call, state, audio, key, fmt, info, probe)
+        _store_peaks(call, audio)
         _announce(call.pk)
     except Exception as exc:
         log.exception("x finalize failed call=%s", call_id)
@@ -273,11 +313,58 @@ def finalize_call(call_id: str) -> str:
         if final:
             return str(RecordingState.FAILED)
         raise
+    finally:
+        if pre is not None:
+            pre.discard()
     remove_spool(spool_dir, root=settings.SPOOL_DIR)
     log.info(
-        "= finalized call=%s in %.0f ms (%.1fs audio)", call_id, (time.monotonic() - started) * 1000, expected
+        "= finalized call=%s in %.0f ms (%.1fs audio%s)",
+        call_id,
+        (time.monotonic() - started) * 1000,
+        expected,
+        ", pre-encoded" if finished is not None else "",
     )
     return str(RecordingState.READY)
+
+
+def _encode_one_shot(
+    call: Call, spool_dir: Path, state: JournalState, fmt: str, out: Path
+) -> tuple[dict[str, Any], Path, Any]:
+    """Decode and mix the whole spool, then encode it (the path without a pre-encoder)."""
+    from callvault.media.encode import encode_recording
+
+    audio = build_audio(spool_dir, state)
+    pcm, rate = audio["pcm"], audio["rate"]
+    audio["samples"] = len(pcm)
+    info = encode_recording(
+        pcm,
+        rate,
+        fmt,
+        out,
+        bitrate=settings.OPUS_BITRATE if fmt == "opus" else None,
+        complexity=settings.OPUS_COMPLEXITY if fmt == "opus" else None,
+        metadata=recording_tags(call),
+    )
+    return audio, out, info
+
+
+def recording_tags(call: Call) -> dict[str, str]:
+    return {"callvault_call_id": str(call.pk), "date": call.started_at.isoformat()}
+
+
+def _store_peaks(call: Call, audio: dict[str, Any]) -> None:
+    """Cache the waveform from the samples in hand (the call page would otherwise decode the file)."""
+    from callvault.apps.recordings.playback import store_peaks_from_envelope, store_peaks_from_pcm
+
+    try:
+        rec = Recording.objects.get(call=call)
+        if "envelope" in audio:
+            envelope, step = audio["envelope"]
+            store_peaks_from_envelope(rec, envelope, step, audio["samples"])
+        else:
+            store_peaks_from_pcm(rec, audio["pcm"])
+    except Exception:  # the page computes them on demand: never fail a finalize for this
+        log.exception("x could not cache the waveform of call=%s", call.pk)
 
 
 def _announce(call_id: Any) -> None:
@@ -306,24 +393,32 @@ def _storage_sha256(storage: Any, key: str) -> str:
 def _save(
     call: Call, state: JournalState, audio: dict[str, Any], key: str, fmt: str, info: Any, probe: Any
 ) -> None:
-    totals = {"received": 0, "lost": 0, "late": 0, "dropped": 0}
+    from callvault.pcap.follower import capture_loss
+
+    totals = {"received": 0, "lost": 0, "late": 0, "dropped": 0, "capture_lost": 0}
+    drops_left = state.capture_drops
     DtmfEvent.objects.filter(call=call).delete()
     for index, track in audio["tracks"].items():
         st = track.stats
         dropped = st.dropped_malformed + st.unknown_pt
+        # passive capture: gaps the capture itself missed are not network loss
+        captured_lost = capture_loss(st.lost, drops_left)
+        drops_left -= captured_lost
         Stream.objects.filter(call=call, index=index).update(
             packets_received=st.received,
-            packets_lost=st.lost,
+            packets_lost=st.lost - captured_lost,
+            packets_capture_lost=captured_lost,
             packets_late=st.late,
             packets_duplicate=st.duplicates,
             packets_dropped=dropped,
             ssrc_changes=st.ssrc_changes,
             jitter_ms=float(st.jitter),
             codec=",".join(sorted(track.codecs))[:32],
-            unsupported=bool(track.unsupported),
+            unsupported=bool(track.unsupported) or bool(state.streams.get(index, {}).get("unsupported")),
         )
         totals["received"] += st.received
-        totals["lost"] += st.lost
+        totals["lost"] += st.lost - captured_lost
+        totals["capture_lost"] += captured_lost
         totals["late"] += st.late
         totals["dropped"] += dropped
         for d in track.dtmf:
@@ -359,6 +454,7 @@ def _save(
         packets_lost=totals["lost"],
         packets_late=totals["late"],
         packets_dropped=totals["dropped"],
+        packets_capture_lost=totals["capture_lost"],
     )
 
 

@@ -64,6 +64,11 @@ CONTENT_TYPES = {
     "flac": "audio/flac",
     "wav": "audio/wav",
     "m4a": "audio/mp4",
+    # uploads keep the file as it was sent (callvault/apps/uploads)
+    "mp3": "audio/mpeg",
+    "aac": "audio/aac",
+    "amr": "audio/amr",
+    "ogg": "audio/ogg",
 }
 # The MIME type with codecs, for HTMLMediaElement.canPlayType() in the player.
 PLAYABLE_TYPES = {
@@ -71,6 +76,10 @@ PLAYABLE_TYPES = {
     "flac": "audio/flac",
     "wav": "audio/wav",
     "m4a": 'audio/mp4; codecs="mp4a.40.2"',
+    "mp3": "audio/mpeg",
+    "aac": "audio/aac",
+    "amr": "audio/amr",  # no browser plays it: the player falls back to the AAC copy
+    "ogg": "audio/ogg; codecs=vorbis",
 }
 
 
@@ -235,11 +244,78 @@ def peaks_for(rec: Recording) -> dict[str, Any]:
             log.exception("x peaks failed call=%s", rec.call_id)
             raise PlaybackError(_("波形を作成できませんでした。録音ファイルを確認してください。")) from exc
         data["channel_map"] = rec.channel_map or {}
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.stem}.", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, separators=(",", ":"))
-        os.replace(tmp_name, dest)
+        _write_peaks(dest, data)
     return data
+
+
+def _write_peaks(dest: Path, data: dict[str, Any]) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.stem}.", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, separators=(",", ":"))
+    os.replace(tmp_name, dest)
+
+
+def store_peaks_from_pcm(rec: Recording, pcm: Any) -> None:
+    """Cache the peaks of a recording from the int16 samples it was encoded from.
+
+    Finalize has them in memory: this spares the worker decoding the file again just to
+    draw the waveform (the drawing cannot tell the source peaks from the decoded ones).
+    """
+    data = peaks_of_pcm(pcm, rec.duration)
+    data["channel_map"] = rec.channel_map or {}
+    dest = cache_dir("peaks") / f"{_safe_sha(rec)}.v{PEAKS_VERSION}.json"
+    with _locked(dest.with_suffix(".lock")):
+        _write_peaks(dest, data)
+
+
+def store_peaks_from_envelope(rec: Recording, envelope: Any, step: int, samples: int) -> None:
+    """As :func:`store_peaks_from_pcm`, from the largest absolute sample of each ``step`` samples."""
+    import numpy as np
+
+    env = np.asarray(envelope)
+    buckets = bucket_count(rec.duration)
+    peaks = np.zeros((env.shape[1], buckets), dtype=np.float32)
+    if len(env) and samples > 0:
+        idx = np.minimum((np.arange(len(env), dtype=np.int64) * step * buckets) // samples, buckets - 1)
+        starts = np.flatnonzero(np.diff(idx, prepend=-1))
+        for ch in range(env.shape[1]):
+            top = np.maximum.reduceat(env[:, ch].astype(np.int32), starts)
+            peaks[ch, idx[starts]] = top.astype(np.float32) / 32768.0
+    data = _peaks_doc(np.clip(peaks, 0.0, 1.0), rec.duration)
+    data["channel_map"] = rec.channel_map or {}
+    dest = cache_dir("peaks") / f"{_safe_sha(rec)}.v{PEAKS_VERSION}.json"
+    with _locked(dest.with_suffix(".lock")):
+        _write_peaks(dest, data)
+
+
+def peaks_of_pcm(pcm: Any, duration: float) -> dict[str, Any]:
+    """The same peaks as :func:`compute_peaks`, from int16 samples of shape (n,) or (n, channels)."""
+    import numpy as np
+
+    samples = np.asarray(pcm)
+    if samples.ndim == 1:
+        samples = samples[:, np.newaxis]
+    channels = samples.shape[1]
+    buckets = bucket_count(duration)
+    peaks = np.zeros((channels, buckets), dtype=np.float32)
+    n = samples.shape[0]
+    if n:
+        idx = np.minimum((np.arange(n, dtype=np.int64) * buckets) // n, buckets - 1)
+        starts = np.flatnonzero(np.diff(idx, prepend=-1))
+        for ch in range(channels):
+            top = np.maximum.reduceat(np.abs(samples[:, ch].astype(np.int32)), starts)
+            peaks[ch, idx[starts]] = top.astype(np.float32) / 32768.0
+    return _peaks_doc(np.clip(peaks, 0.0, 1.0), duration)
+
+
+def _peaks_doc(peaks: Any, duration: float) -> dict[str, Any]:
+    return {
+        "version": PEAKS_VERSION,
+        "duration": round(duration, 3),
+        "channels": int(peaks.shape[0]),
+        "buckets": int(peaks.shape[1]),
+        "peaks": [[round(float(v), 3) for v in row] for row in peaks],
+    }
 
 
 def bucket_count(duration: float) -> int:
@@ -281,14 +357,7 @@ def compute_peaks(path: Path, duration: float) -> dict[str, Any]:
                 take(out.to_ndarray().reshape(channels, -1))
         for out in resampler.resample(None):
             take(out.to_ndarray().reshape(channels, -1))
-    peaks = np.clip(peaks, 0.0, 1.0)
-    return {
-        "version": PEAKS_VERSION,
-        "duration": round(duration, 3),
-        "channels": channels,
-        "buckets": buckets,
-        "peaks": [[round(float(v), 3) for v in row] for row in peaks],
-    }
+    return _peaks_doc(np.clip(peaks, 0.0, 1.0), duration)
 
 
 def warm_cache(call: Call) -> None:

@@ -24,12 +24,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from callvault.apps.web import live
+from callvault.apps.web import live, screenpop
 
 log = logging.getLogger("callvault.live")
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
+ACCESS_SETTLE = 0.5  # seconds: access changes come in bursts (a team set up, an import)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:
@@ -101,8 +102,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
     joined = False
     tailing = False
     watchdog: asyncio.Task[None] | None = None
+    stale = False  # teams, memberships, lines or roles changed since the audience was read
+    _tasks: set[asyncio.Task[Any]]
 
     async def connect(self) -> None:
+        self._tasks = set()
         code = await self._authenticate()
         if code:
             await self.accept()  # accepted first so that the client sees the close code
@@ -129,8 +133,10 @@ class EventsConsumer(AsyncWebsocketConsumer):
             if scheme.lower() != "bearer":
                 return CLOSE_UNAUTHENTICATED
             found = await database_sync_to_async(_token_user)(token.strip())
-            if found is None:
+            if found is None:  # the token itself is never logged
+                log.warning("x /ws/events/: refused an unknown or revoked API token from %s", self._client())
                 return CLOSE_UNAUTHENTICATED
+            log.info("< /ws/events/: API token %s of %s from %s", found[1], found[0], self._client())
             self.user, self.token_id = found
             return 0
         user = self.scope.get("user")
@@ -143,16 +149,16 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.session_key = getattr(session, "session_key", None)
         return 0
 
+    def _client(self) -> str:
+        client = self.scope.get("client") or ("?", 0)
+        return str(client[0])
+
     async def _revalidate(self) -> None:
         every = float(getattr(settings, "LIVE_REVALIDATE_SECONDS", 60))
         while True:
             await asyncio.sleep(every)
-            user = await database_sync_to_async(_still_valid)(self.user.pk, self.session_key, self.token_id)
-            if user is None:
-                await self.close(code=CLOSE_UNAUTHENTICATED)
+            if self.user is None or not await self._recheck():
                 return
-            self.user = user
-            self.audience = await database_sync_to_async(live.Audience.of)(user)
 
     async def disconnect(self, code: int) -> None:
         if self.watchdog is not None and self.watchdog is not asyncio.current_task():
@@ -169,12 +175,61 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if text_data and text_data.strip().strip('"') == "ping":
             await self.send(text_data=json.dumps({"type": "pong"}))
 
+    async def _recheck(self) -> bool:
+        """Read the user's access again (an access change, or the periodic check); False: closed."""
+        user = await database_sync_to_async(_still_valid)(self.user.pk, self.session_key, self.token_id)
+        if user is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            self.user = self.audience = None
+            return False
+        self.user = user
+        self.audience = await database_sync_to_async(live.Audience.of)(user)
+        return True
+
+    def _recheck_if_stale(self) -> None:
+        if self.stale and self.user is not None:
+            self.stale = False
+            task = asyncio.get_running_loop().create_task(self._recheck())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     async def call_event(self, message: dict[str, Any]) -> None:
         if self.user is None or self.audience is None:
             return
-        if not self.audience.may_hear(message.get("team_id"), message.get("agent_id")):
+        if message.get("kind") == screenpop.ACCESS_CHANGED:
+            screenpop.cache.clear()
+            # Re-read before the next call event, or in a moment: many changes, one re-read.
+            if not self.stale:
+                self.stale = True
+                asyncio.get_running_loop().call_later(ACCESS_SETTLE, self._recheck_if_stale)
             return
-        if not await database_sync_to_async(live.may_see)(self.user, message.get("call_id")):
+        if self.stale:
+            self.stale = False
+            if not await self._recheck():
+                return
+        audience = self.audience
+        assert audience is not None and self.user is not None
+        if not audience.may_hear(message.get("team_id"), message.get("agent_id")):
             return
-        body = {"type": message.get("kind"), "call": message.get("payload") or {}}
-        await self.send(text_data=json.dumps(body, ensure_ascii=False, default=str))
+        event = str(message.get("event") or "")
+        if not event:  # cannot share work without an event id: this socket alone
+            text = await self._body(message, "", ("user", self.user.pk))
+        else:  # once per event and access group: every socket of the group sends the same text
+            group = audience.group
+            text = await screenpop.cache.get(
+                ("body", event, group), lambda: self._body(message, event, group)
+            )
+        if text is not None:
+            await self.send(text_data=text)
+
+    async def _body(self, message: dict[str, Any], event: str, group: Any) -> str | None:
+        """The message as this socket's access group receives it (None: the call is not theirs)."""
+        call = message.get("payload") or {}
+        call_id = str(message.get("call_id"))
+        if not await screenpop.visible(event, group, self.user, call_id, bool(call.get("early"))):
+            return None
+        body: dict[str, Any] = {"type": message.get("kind"), "call": call}
+        card = await screenpop.card(event, group, self.user, str(message.get("kind")), call)
+        if card is not None:
+            body["card"] = card
+        return json.dumps(body, ensure_ascii=False, default=str)

@@ -13,14 +13,17 @@ from django.utils.translation import gettext as _
 from callvault import phone
 
 
-def duration(seconds: float | None) -> str:
-    """``3分05秒``, ``45秒``, ``1時間02分03秒`` (English: ``3m 05s``); empty for no duration."""
+def duration(seconds: float | None, language: str | None = "") -> str:
+    """``3分05秒``, ``45秒``, ``1時間02分03秒`` (English: ``3m 05s``); empty for no duration.
+
+    ``language``: the active one unless given (callers formatting many values look it up once).
+    """
     if seconds is None:
         return ""
     total = max(0, round(seconds))
     h, rest = divmod(total, 3600)
     m, s = divmod(rest, 60)
-    hours, minutes, secs = _duration_formats(translation.get_language())
+    hours, minutes, secs = _duration_formats(translation.get_language() if language == "" else language)
     if h:
         return hours % {"h": h, "m": m, "s": s}
     if m:
@@ -42,11 +45,14 @@ def local_datetime(value: datetime | None, seconds: bool = False) -> str:
     return local.strftime("%Y/%m/%d %H:%M:%S" if seconds else "%Y/%m/%d %H:%M")
 
 
-def number(value: str | None) -> str:
-    """A stored number for people (``03-1234-5678``, ``非通知``); empty stays empty."""
+def number(value: str | None, language: str | None = "") -> str:
+    """A stored number for people (``03-1234-5678``, ``非通知``); empty stays empty.
+
+    ``language``: the active one unless given (callers formatting many values look it up once).
+    """
     if not value:
         return ""
-    return _number(value, translation.get_language())
+    return _number(value, translation.get_language() if language == "" else language)
 
 
 @functools.lru_cache(maxsize=8192)

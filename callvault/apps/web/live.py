@@ -7,9 +7,10 @@ worker), never in the web server. Two transports, one consumer (``consumers.Even
   the group :data:`GROUP`, from a background thread of the publishing process so that a slow or
   absent Redis never holds up capture.
 - embedded default (no Redis; the web server is another process): the event is written to the
-  ``LiveEvent`` table. Each web process tails that table (:class:`Tailer`, every
-  :data:`POLL_INTERVAL` seconds, started by the first WebSocket connection and stopped after the
-  last) and feeds the events into its in-memory channel layer, to the same group.
+  ``LiveEvent`` table. Each web process tails that table (:class:`Tailer`, at once when the
+  publisher wakes it through ``livewake``, else every :data:`POLL_INTERVAL` seconds; started by
+  the first WebSocket connection and stopped after the last) and feeds the events into its
+  in-memory channel layer, to the same group.
 
 Every consumer checks each event against its user's access (the team and agent carried in
 the event, then :func:`callvault.apps.accounts.access.visible_calls` for the call id) before
@@ -24,6 +25,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from callvault.apps.web import format as fmt
+from callvault.apps.web import livewake
 
 log = logging.getLogger("callvault.live")
 
@@ -63,6 +66,7 @@ def payload_of(kind: str, call: Any) -> dict[str, Any]:
         "recording_state": call.recording_state,
         "direction": call.direction,
         "caller_number": fmt.number(call.caller_number),
+        "caller_e164": call.caller_number,
         "caller_name": call.caller_name,
         "callee_number": fmt.number(call.callee_number),
         "callee_name": call.callee_name,
@@ -70,15 +74,21 @@ def payload_of(kind: str, call: Any) -> dict[str, Any]:
         "duration": call.duration,
         "team": {"id": team.pk, "name": team.name} if team is not None else None,
         "agent": {"id": agent.pk, "name": fmt.user_label(agent)} if agent is not None else None,
+        # Not in the database yet: a ringing call announced straight from the INVITE.
+        "early": bool(getattr(getattr(call, "_state", None), "adding", False)),
     }
 
 
 def message_of(
-    kind: str, call_id: Any, team_id: Any, agent_id: Any, payload: dict[str, Any]
+    kind: str, call_id: Any, team_id: Any, agent_id: Any, payload: dict[str, Any], event: str = ""
 ) -> dict[str, Any]:
-    """The channel-layer message (``type`` routes it to ``EventsConsumer.call_event``)."""
+    """The channel-layer message (``type`` routes it to ``EventsConsumer.call_event``).
+
+    ``event`` identifies this one event (consumers of one process share work per event).
+    """
     return {
         "type": MESSAGE_TYPE,
+        "event": event or uuid.uuid4().hex,
         "kind": kind,
         "call_id": str(call_id),
         "team_id": team_id,
@@ -103,8 +113,28 @@ def deliver(kind: str, call: Any) -> None:
         payload=payload,
         created_at=timezone.now(),
     )
+    livewake.wake()
     if event.pk % 100 == 0:
         trim()
+
+
+NO_CALL = "00000000-0000-0000-0000-000000000000"
+
+
+def deliver_access_changed() -> None:
+    """Tell every web process that teams, memberships, lines or roles changed (see ``screenpop``)."""
+    from callvault.apps.web.screenpop import ACCESS_CHANGED
+
+    try:
+        if redis_enabled():
+            _redis_sender().send(message_of(ACCESS_CHANGED, NO_CALL, None, None, {}))
+            return
+        from callvault.apps.live.models import LiveEvent
+
+        LiveEvent.objects.create(kind=ACCESS_CHANGED, call_id=NO_CALL, payload={}, created_at=timezone.now())
+        livewake.wake()
+    except Exception:  # the periodic re-check (LIVE_REVALIDATE_SECONDS) still catches up
+        log.exception("x could not announce an access change to live connections")
 
 
 def trim() -> int:
@@ -259,6 +289,7 @@ class Tailer:
         me = asyncio.current_task()
         position = _Position()
         failures = 0
+        waker = livewake.Listener(loop)  # publishers wake us when they write an event
         try:
             while self.users > 0:
                 try:
@@ -281,11 +312,20 @@ class Tailer:
                 for row in rows:
                     if layer is not None:
                         message = message_of(
-                            row["kind"], row["call_id"], row["team_id"], row["agent_id"], row["payload"]
+                            row["kind"],
+                            row["call_id"],
+                            row["team_id"],
+                            row["agent_id"],
+                            row["payload"],
+                            f"live-{row['id']}",
                         )
                         await layer.group_send(GROUP, message)
-                await asyncio.sleep(0 if len(rows) >= BATCH else POLL_INTERVAL)
+                if len(rows) >= BATCH:
+                    await asyncio.sleep(0)
+                else:
+                    await waker.wait(POLL_INTERVAL)
         finally:
+            waker.close()
             if self.task is me:  # no await between the last check of users and this
                 self.task = None
             started.set()
@@ -329,23 +369,25 @@ class Audience:
     everything: bool
     team_ids: frozenset[int]
     user_id: int | None
+    group: Any = None  # users of one group see the same (``screenpop.group_of``)
 
     @classmethod
     def of(cls, user: Any) -> Audience:
         from callvault.apps.accounts import access
         from callvault.apps.accounts.models import TeamRole, UserRole
+        from callvault.apps.web.screenpop import group_of
 
         role = access.role_of(user)
         if role == UserRole.ADMIN:
-            return cls(True, frozenset(), user.pk)
+            return cls(True, frozenset(), user.pk, group_of(user, frozenset(), True))
         if role != UserRole.MEMBER:
-            return cls(False, frozenset(), None)
-        teams = {
+            return cls(False, frozenset(), None, ("nobody",))
+        teams = frozenset(
             m.team_id
             for m in user.memberships.select_related("team")
             if m.role == TeamRole.SUPERVISOR or m.team.share_calls
-        }
-        return cls(False, frozenset(teams), user.pk)
+        )
+        return cls(False, teams, user.pk, group_of(user, teams, False))
 
     def may_hear(self, team_id: Any, agent_id: Any) -> bool:
         if self.everything:

@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("callvault.apps.web.urls_calls")),
     path("", include("callvault.apps.web.urls_call")),
     path("", include("callvault.apps.web.urls_admin")),
+    path("", include("callvault.apps.uploads.urls")),  # 管理 → 録音端末
 ]

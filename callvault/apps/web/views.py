@@ -167,7 +167,12 @@ def calls(request: HttpRequest) -> HttpResponse:
         form = _filter_form(request)
         context["form"] = form
         qs = _filtered(request, form, access.visible_calls(user))
-        page = cl.page_of(qs, after=request.GET.get("after", ""), before=request.GET.get("before", ""))
+        page = cl.page_of(
+            qs,
+            after=request.GET.get("after", ""),
+            before=request.GET.get("before", ""),
+            windowed=not cl.is_number_search(form.cleaned_data),
+        )
     except cl.BadFilter as exc:
         context.setdefault("form", cl.CallFilterForm(user=user))
         form = context["form"]
@@ -177,7 +182,8 @@ def calls(request: HttpRequest) -> HttpResponse:
         filters = _query(request.GET)
         context.update(
             page=page,
-            rows=cl.rows_of(page.calls),
+            rows=(rows := cl.rows_of(page.calls)),
+            rows_html=cl.rows_html(rows),
             filters_active=form.active_count(),
             filter_query=filters,
             first_url=f"{base_url}?{filters}" if filters else base_url,
@@ -199,6 +205,7 @@ def calls(request: HttpRequest) -> HttpResponse:
             },
         )
     context.setdefault("filters_active", 0)
+    context["controls"] = cl.filter_controls(context["form"])
     return render(request, "web/calls_list.html", context, status=status)
 
 
@@ -213,10 +220,10 @@ def call_row(request: HttpRequest, call_id: Any) -> HttpResponse:
         qs = _filtered(request, form, access.visible_calls(request.user))
     except cl.BadFilter as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
-    match = cl.with_display_relations(qs).filter(pk=call.pk).first()
-    if match is None:
+    match = cl.display_values(qs.filter(pk=call.pk))
+    if not match:
         return HttpResponse(status=204)
-    return render(request, "web/_call_row.html", {"row": cl.row_of(match)})
+    return HttpResponse(cl.rows_html(cl.rows_of(match)), content_type="text/html; charset=utf-8")
 
 
 @never_cache
@@ -233,8 +240,10 @@ def calls_export(request: HttpRequest) -> HttpResponse:
         form = _filter_form(request)
         qs = _filtered(request, form, cl.exportable_calls(user))
     except cl.BadFilter as exc:
+        form = cl.CallFilterForm(user=user)
         context = {
-            "form": cl.CallFilterForm(user=user),
+            "form": form,
+            "controls": cl.filter_controls(form),
             "errors": [str(exc)],
             "rows": [],
             "can_export": True,

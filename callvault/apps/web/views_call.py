@@ -44,6 +44,7 @@ END_REASONS = {
     "shutdown": gettext_lazy("中断 (サーバー停止)"),
     "rtp_timeout": gettext_lazy("RTPタイムアウト (音声が途絶えたため終了)"),
     "ack_timeout": gettext_lazy("接続確認なし (ACKタイムアウト)"),
+    "upload": gettext_lazy("録音ファイルのアップロード"),
 }
 # Badge colours of the design system (app.css: .badge-neutral/-info/-success/-warning/-danger/-live).
 STATE_TONES = {
@@ -267,6 +268,7 @@ def _streams(call: Call, parties: tuple[Party, Party]) -> list[dict[str, Any]]:
                 "codec": s.codec or "—",
                 "received": f"{s.packets_received:,}",
                 "lost": f"{s.packets_lost:,}",
+                "capture_lost": f"{s.packets_capture_lost:,}" if s.packets_capture_lost else "",
                 "loss": f"{loss * 100:.1f}%" if expected else "—",
                 "loss_warn": loss > LOSS_WARNING,
                 "late": f"{s.packets_late:,}",
@@ -297,7 +299,8 @@ def _integrity(call: Call, rec: Recording | None) -> list[tuple[str, str, str]]:
         rows.append((_("SIP Call-ID"), call.sip_call_id, "mono"))
     if rec is None:
         return rows
-    names = {"opus": "Ogg Opus", "flac": "FLAC", "wav": "WAV (PCM)"}
+    names = {"opus": "Ogg Opus", "flac": "FLAC", "wav": "WAV (PCM)", "mp3": "MP3", "m4a": "M4A (AAC)"}
+    names.update({"aac": "AAC", "amr": "AMR", "ogg": "Ogg Vorbis"})  # uploads keep their format
     channels = _("ステレオ (2ch)") if rec.channels == 2 else _("モノラル (1ch)")
     rows += [
         ("SHA-256", rec.sha256, "hash"),
@@ -370,15 +373,22 @@ def _player(request: HttpRequest, call: Call, rec: Recording, parties: tuple[Par
     token = playback.issue_listen_token(request.user, call)
     original_format = "opus" if ext == "opus" else "original"
     caller, callee = parties
+    left, right = caller.side or caller.role, callee.side or callee.role
+    left_name, right_name = caller.name or caller.number, callee.name or callee.number
+    sides = rec.channel_map or {}
+    if sides.get("left") == "callee":  # an upload recorded with the callee on the left
+        left, right, left_name, right_name = right, left, right_name, left_name
+    elif sides.get("left") == "unknown":  # an upload that did not say: never guess who is where
+        left, right, left_name, right_name = _("左チャンネル"), _("右チャンネル"), "", ""
     return {
         "duration": rec.duration,
         "duration_text": notes.format_offset(rec.duration),
         "channels": rec.channels,
         "stereo": rec.channels == 2,
-        "left": caller.side or caller.role,
-        "left_name": caller.name or caller.number,
-        "right": callee.side or callee.role,
-        "right_name": callee.name or callee.number,
+        "left": left,
+        "left_name": left_name,
+        "right": right,
+        "right_name": right_name,
         "sources": [
             {
                 "url": f"{audio}?format={original_format}&listen={token}",
@@ -416,6 +426,7 @@ def build_page(request: HttpRequest, call: Call) -> CallPage:
         (_("通話時間"), _duration_text(call)),
         (_("チーム"), call.team.name if call.team_id and call.team else _("未割り当て")),
         (_("担当者"), agent or _("未割り当て")),
+        (_("録音元"), str(call.get_source_display())),
     ]
     player = _player(request, call, rec, parties) if ready and rec and file_ok else None
     if player is not None:

@@ -61,6 +61,7 @@ def _first_url(*names: str) -> tuple[str, str] | None:
 _AREAS: list[tuple[str, tuple[str, ...], str]] = [
     ("calls", ("web:calls",), "any"),
     ("customers", ("customers:list",), "any"),
+    ("checks", ("completeness:list",), "supervise"),
     ("admin", ("web:admin", "web:admin_index", "web:admin_home", "web:admin_users"), "admin"),
     ("audit", ("web:audit", "web:audit_log", "web:admin_audit"), "audit"),
 ]
@@ -72,7 +73,13 @@ def nav_items(context: template.Context) -> list[NavItem]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return []
-    labels = {"calls": _("通話一覧"), "customers": _("顧客"), "admin": _("管理"), "audit": _("監査ログ")}
+    labels = {
+        "calls": _("通話一覧"),
+        "customers": _("顧客"),
+        "checks": _("録音チェック"),
+        "admin": _("管理"),
+        "audit": _("監査ログ"),
+    }
     path = getattr(request, "path", "")
     items: list[NavItem] = []
     role = access.role_of(user)
@@ -80,6 +87,7 @@ def nav_items(context: template.Context) -> list[NavItem]:
         "any": role != "auditor",
         "admin": role == "admin",
         "audit": role in ("admin", "auditor"),
+        "supervise": access.can_export(user),
     }
     for key, names, who in _AREAS:
         if not allowed[who]:

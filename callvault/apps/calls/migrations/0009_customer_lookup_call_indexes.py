@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0001_initial"),
-        ("calls", "0005_call_finalize_owner"),
+        ("calls", "0008_call_number_search_index"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -200,9 +200,15 @@ class Reach:
 
 
 def reach_of(user: Any) -> Reach:
-    role = role_of(user)
+    if user is None or not user.is_authenticated or not user.is_active or user.is_superuser:
+        return Reach(role_of(user), getattr(user, "pk", None))
+    # one query for a team member: the memberships with the profile's role alongside
+    rows_with_role = list(
+        user.memberships.values_list("team_id", "role", "team__share_calls", "user__profile__role")
+    )
+    role = (rows_with_role[0][3] or str(UserRole.MEMBER)) if rows_with_role else role_of(user)
     if role != UserRole.MEMBER:
-        return Reach(role, getattr(user, "pk", None))
-    rows = list(user.memberships.values_list("team_id", "role", "team__share_calls"))
+        return Reach(role, user.pk)
+    rows = [(t, r, shared) for t, r, shared, _role in rows_with_role]
     calls = [t for t, r, shared in rows if r == TeamRole.SUPERVISOR or (r == TeamRole.AGENT and shared)]
     return Reach(role, user.pk, tuple(t for t, _r, _s in rows), tuple(calls))

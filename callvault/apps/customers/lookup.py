@@ -128,7 +128,7 @@ def _name(username: str | None, display_name: str | None) -> str:
 def caller_card(number: str, user: Any = None, *, team: Any = None) -> dict[str, Any]:
     """Everything to show about a caller in one JSON-serialisable dict (see the module docstring).
 
-    For a team member: 2 queries to read what the user reaches, 5 for the customer, list entries,
+    For a team member: 1 query to read what the user reaches, 5 for the customer, list entries,
     tags, last note and numbers, and 2 per number of the customer for the last call; without a
     user, 4 and no call details.
     """

@@ -44,7 +44,8 @@ pytest: $(STAMP) test-deps
 	$(BIN)/pytest
 	@if [ "$${CALLVAULT_TEST_POSTGRES:-1}" = 1 ]; then \
 	  echo "--- database tests on PostgreSQL ($(TEST_PG_URL))"; \
-	  DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest -q -m "not e2e" tests/apps tests/api tests/web tests/ops tests/uploads; \
+	  DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest -q -m "not e2e" tests/apps tests/api tests/web tests/ops tests/uploads \
+	    tests/customers tests/pbx tests/test_access_matrix.py; \
 	else echo "--- PostgreSQL tests not run (CALLVAULT_TEST_POSTGRES=0)"; fi
 
 test: $(STAMP) test-deps lint typecheck pytest

@@ -65,7 +65,9 @@ def _die_with_the_consumer() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: nothing to do
         return
-    if os.getppid() == 1:  # the consumer died before we asked
+    parent = multiprocessing.parent_process()
+    # the consumer died before we asked: we were re-parented (to init or to a subreaper)
+    if os.getppid() == 1 or (parent is not None and os.getppid() != parent.pid):
         os._exit(1)
 
 

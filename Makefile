@@ -7,7 +7,7 @@ DATA_DIR ?= $(CURDIR)/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the test suite drives as real peers and to make test audio.
 TEST_APT := sip-tester sox libsox-fmt-all espeak-ng ffmpeg tshark chromium fonts-noto-cjk tcpreplay
-TEST_BINS := sipp sox espeak-ng ffmpeg tshark chromium
+TEST_BINS := sipp sox espeak-ng ffmpeg tshark dumpcap chromium
 
 .PHONY: run test lint typecheck pytest test-deps clean bench bench-quick
 

@@ -92,7 +92,7 @@ class SpoolSink:
             if entry is None:
                 if call_id in self.skipped:
                     for ch in ev.call.channels:
-                        ch.take()
+                        ch.take_records()
                 continue
             if isinstance(ev, CallAnswered | CallUpdated):
                 entry.spool.journal(ev.record)
@@ -146,13 +146,13 @@ class SpoolSink:
         self._changed(spool.path, False)
 
     def _write(self, entry: _Open, ch: Channel) -> None:
-        packets = ch.take()
-        if not packets:
+        records = ch.take_records()
+        if not records:
             return
         stream = entry.streams.get(ch.index)
         if stream is None:
             stream = entry.streams[ch.index] = entry.spool.open_stream(ch.index)
-        stream.extend(packets)
+        stream.extend_records(records)
 
     def complete(self, call_id: str) -> None:
         """Write what the capture knows about the call's loss, close its spool, hand it on."""
@@ -374,11 +374,12 @@ def ingest_batch(spool_dirs: list[str], enqueue: bool) -> tuple[list[str], list[
 
     from callvault.apps.recordings.finalize import ingest_spool
     from callvault.apps.recordings.tasks import enqueue_finalize
+    from callvault.live import batched
 
     close_old_connections()
     ids: list[str] = []
     errors: list[str] = []
-    with transaction.atomic():
+    with batched(), transaction.atomic():
         for d in spool_dirs:
             try:
                 with transaction.atomic():

@@ -153,22 +153,26 @@ class PcapReader:
         unpack = struct.Struct(self._endian + "IIII").unpack_from
         scale = self._scale
         linktype = self._linktype
+        start = self.packets
+        count = 0  # counted locally: this loop runs once per packet of the file
         try:
             while pos + 16 <= end:
                 sec, frac, incl, _orig = unpack(buf, pos)
                 if incl > MAX_PACKET:
                     self._pos = pos
+                    self.packets = start + count
                     raise PcapError(
                         f"corrupt record {self._where(pos)}: captured length {incl} exceeds {MAX_PACKET}"
                     )
                 stop = pos + 16 + incl
                 if stop > end:
                     break
-                self.packets += 1
+                count += 1
                 yield sec + frac * scale, linktype, buf[pos + 16 : stop]
                 pos = stop
         finally:
             self._pos = pos
+            self.packets = start + count
 
     # ------------------------------------------------------------------ pcapng
     def _pcapng_records(self) -> Iterator[Record]:

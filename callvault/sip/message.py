@@ -605,7 +605,8 @@ class Headers:
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str, str]] = []  # name, value, separator
+        # name, value, separator, folded key (header_key of the name, computed once)
+        self._items: list[tuple[str, str, str, str]] = []
         for name, value in items:
             self.add(name, value)
 
@@ -618,59 +619,64 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         self._check(name, value)
-        self._items.append((name, value, _HEADER_SEPARATOR))
+        self._items.append((name, value, _HEADER_SEPARATOR, header_key(name)))
 
     def _add_parsed(self, name: str, value: str, separator: str) -> None:
         self._check(name, value)
-        self._items.append((name, value, separator))
+        self._items.append((name, value, separator, header_key(name)))
 
     def insert(self, index: int, name: str, value: str) -> None:
         self._check(name, value)
-        self._items.insert(index, (name, value, _HEADER_SEPARATOR))
+        self._items.insert(index, (name, value, _HEADER_SEPARATOR, header_key(name)))
 
     def set(self, name: str, value: str) -> None:
         """Replace the first ``name`` header in place (dropping the others), or append it."""
         self._check(name, value)
         key = header_key(name)
-        position = next((i for i, item in enumerate(self._items) if header_key(item[0]) == key), None)
+        item = (name, value, _HEADER_SEPARATOR, key)
+        position = next((i for i, it in enumerate(self._items) if it[3] == key), None)
         if position is None:
-            self._items.append((name, value, _HEADER_SEPARATOR))
+            self._items.append(item)
             return
-        self._items[position] = (name, value, _HEADER_SEPARATOR)
+        self._items[position] = item
         rest = self._items[position + 1 :]
-        self._items[position + 1 :] = [item for item in rest if header_key(item[0]) != key]
+        self._items[position + 1 :] = [it for it in rest if it[3] != key]
 
     def remove(self, name: str) -> int:
         """Remove every ``name`` header; returns how many were removed."""
         key = header_key(name)
         before = len(self._items)
-        self._items = [item for item in self._items if header_key(item[0]) != key]
+        self._items = [item for item in self._items if item[3] != key]
         return before - len(self._items)
 
     def get(self, name: str) -> str | None:
         key = header_key(name)
-        return next((value for n, value, _ in self._items if header_key(n) == key), None)
+        for item in self._items:
+            if item[3] == key:
+                return item[1]
+        return None
 
     def raw_values(self, name: str) -> list[str]:
         """Every ``name`` header line's value, without splitting comma-separated lists."""
         key = header_key(name)
-        return [value for n, value, _ in self._items if header_key(n) == key]
+        return [item[1] for item in self._items if item[3] == key]
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``; list headers (Via, Contact, Route, ...) are split on commas."""
-        values = self.raw_values(name)
-        if header_key(name) not in LIST_HEADERS:
+        key = header_key(name)
+        values = [item[1] for item in self._items if item[3] == key]
+        if key not in LIST_HEADERS:
             return values
-        return [item for value in values for item in split_header_list(value)]
+        return [element for value in values for element in split_header_list(value)]
 
     def replace_first_element(self, name: str, value: str) -> None:
         """Replace the first list element of ``name`` (e.g. the top Via), keeping the rest."""
         self._check(name, value)
         key = header_key(name)
-        for index, (n, old, separator) in enumerate(self._items):
-            if header_key(n) == key:
+        for index, (n, old, separator, k) in enumerate(self._items):
+            if k == key:
                 rest = split_header_list(old)[1:]
-                self._items[index] = (n, ", ".join([value, *rest]), separator)
+                self._items[index] = (n, ", ".join([value, *rest]), separator, k)
                 return
         raise KeyError(name)
 
@@ -680,11 +686,11 @@ class Headers:
         return clone
 
     def items(self) -> list[tuple[str, str]]:
-        return [(name, value) for name, value, _ in self._items]
+        return [(name, value) for name, value, _, _ in self._items]
 
     def lines(self) -> list[str]:
         """The header lines as they serialize (no line breaks)."""
-        return [f"{name}{separator}{value}" for name, value, separator in self._items]
+        return [f"{name}{separator}{value}" for name, value, separator, _ in self._items]
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.items())

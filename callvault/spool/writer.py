@@ -95,6 +95,11 @@ class StreamSpool:
                 f"stream {self.index}: packet of {big} bytes exceeds the {MAX_PACKET}-byte limit"
             ) from None
 
+    def extend_records(self, records: list[bytes]) -> None:
+        """Queue records already in the spool format (``RECORD_HEADER`` + packet), e.g. from
+        :class:`callvault.pcap.follower.Channel`, which formats them as it captures."""
+        self._parts += records
+
     @property
     def has_pending(self) -> bool:
         return bool(self._parts)

@@ -278,3 +278,17 @@ def test_reported_drops_go_to_calls_alive_at_that_time() -> None:
     assert call.capture_drops == 0
     f.core.report_drops(4, 101.0, 102.0)
     assert call.capture_drops == 4
+
+
+def test_an_oversized_frame_on_a_known_rtp_path_is_counted_not_fatal() -> None:
+    """The fast path formats spool records (64 KiB at most): a corrupt capture's giant frame
+    to a known channel is garbage, and the packets around it are still recorded."""
+    t, d = Traffic(), Dialog()
+    basic_call(t, d, talk=20)
+    giant = ethernet(ipv4(A_MEDIA[0], B_MEDIA[0], 17, udp(A_MEDIA[1], B_MEDIA[1], b"\x80" * 12)))
+    t.add(102.3, giant + b"\x00" * 70000)  # a capture record longer than any UDP datagram
+    f = follow(t.sorted())
+    [started] = f.calls()
+    left, right = f.packets[started.call.call_id]
+    assert len(left) == 20 and len(right) == 20
+    assert f.core.stats["rtp_garbage"] == 1

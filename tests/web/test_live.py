@@ -117,6 +117,30 @@ def test_it_trims_old_events(cast: Cast) -> None:
     assert list(LiveEvent.objects.values_list("kind", flat=True)) == ["call.completed"]
 
 
+def test_a_batch_publishes_its_events_together_in_order_as_they_were(
+    cast: Cast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import enters hundreds of calls per transaction: their events go out in one write."""
+    from callvault import live as capture_live
+
+    LiveEvent.objects.all().delete()
+    wakes: list[int] = []
+    monkeypatch.setattr(live.livewake, "wake", lambda: wakes.append(1))
+    call = cast.call_a
+    with capture_live.batched():
+        call.state = "active"
+        capture_live.publish("call.answered", call)
+        with capture_live.batched():  # a nested batch joins the outer one
+            call.state = "completed"
+            capture_live.publish("call.ended", call)
+        assert not LiveEvent.objects.exists() and not wakes  # nothing yet
+    rows = list(LiveEvent.objects.order_by("pk").values_list("kind", "payload"))
+    assert [(k, p["state"]) for k, p in rows] == [("call.answered", "active"), ("call.ended", "completed")]
+    assert wakes == [1]
+    capture_live.publish("call.updated", call)  # outside a batch: at once, as before
+    assert LiveEvent.objects.count() == 3 and wakes == [1, 1]
+
+
 def test_each_role_receives_exactly_the_events_of_calls_it_may_see(cast: Cast) -> None:
     users = cast.users()
     headers = {name: session_headers(user) for name, user in users.items()}

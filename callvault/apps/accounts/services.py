@@ -23,15 +23,21 @@ from callvault.apps.calls.models import Call
 from callvault.phone import display, normalize
 
 
-def assign_call(call: Call) -> bool:
+def assign_call(call: Call, *, participants: dict[str, set[str]] | None = None) -> bool:
     """Give a call its team and agent from the configured lines; True if something changed.
 
     The company's own side decides: the callee's line for inbound calls, the caller's for
     outbound ones, either for internal or unknown direction. A line with a user wins over a
-    team-only line (the extension of the agent who took the call).
+    team-only line (the extension of the agent who took the call). ``participants`` (numbers by
+    ``caller``/``callee``) spares the query when the caller has the participants at hand.
     """
-    caller = {call.caller_number, *call.participants.filter(role="caller").values_list("number", flat=True)}
-    callee = {call.callee_number, *call.participants.exclude(role="caller").values_list("number", flat=True)}
+    if participants is None:
+        participants = {
+            "caller": set(call.participants.filter(role="caller").values_list("number", flat=True)),
+            "callee": set(call.participants.exclude(role="caller").values_list("number", flat=True)),
+        }
+    caller = {call.caller_number, *participants.get("caller", ())}
+    callee = {call.callee_number, *participants.get("callee", ())}
     line = line_for(call.direction, caller, callee)
     if line is None:
         return False
@@ -53,9 +59,13 @@ def line_for(direction: str, caller: set[str], callee: set[str]) -> Line | None:
         candidates = [caller]
     else:
         candidates = [callee, caller]
+    candidates = [numbers - {""} for numbers in candidates]
+    wanted = set().union(*candidates)
+    if not wanted:
+        return None
+    found = list(Line.objects.filter(number__in=wanted).select_related("team", "user"))  # one query
     for numbers in candidates:
-        numbers = numbers - {""}
-        lines = list(Line.objects.filter(number__in=numbers).select_related("team", "user"))
+        lines = [ln for ln in found if ln.number in numbers]
         if lines:
             return next((ln for ln in lines if ln.user_id), lines[0])
     return None

@@ -107,28 +107,39 @@ def upsert_call(state: JournalState, *, spool_key: str) -> Call:
         "callee_name": (callee.get("name") or "")[:255],
         "metadata": inv.get("extensions") or {},
     }
+    if state.answered_t is not None:
+        defaults["answered_at"] = ts(state.answered_t)
+        defaults["state"] = CallState.ACTIVE
     call, created = Call.objects.get_or_create(id=state.call_id, defaults=defaults)
     was_state = None if created else call.state
     if not created:
         for k in ("caller_number", "caller_name", "callee_number", "callee_name"):
             if defaults[k] and not getattr(call, k):
                 setattr(call, k, defaults[k])
-    if state.answered_t is not None and call.answered_at is None:
-        call.answered_at = ts(state.answered_t)
-        if call.state == CallState.RINGING:
-            call.state = CallState.ACTIVE
-    call.save()
+        if state.answered_t is not None and call.answered_at is None:
+            call.answered_at = ts(state.answered_t)
+            if call.state == CallState.RINGING:
+                call.state = CallState.ACTIVE
+        call.save()
 
-    existing = {p.participant_id or f"{p.role}:{p.aor}": p for p in call.participants.all()}
+    # a new call has no participants or streams yet: no need to ask the database
+    existing = (
+        {} if created else {p.participant_id or f"{p.role}:{p.aor}": p for p in call.participants.all()}
+    )
     by_pid: dict[str, Participant] = {}
+    new_parts: list[Participant] = []
     for key, p in state.participants.items():
         fields = participant_fields(p)
         role = p.get("role") if p.get("role") in Role.values else Role.OTHER
         obj = existing.get(fields["participant_id"] or f"{role}:{fields['aor']}")
         if obj is None:
-            obj = Participant.objects.create(call=call, role=role, **fields)
+            obj = Participant(call=call, role=role, **fields)
+            new_parts.append(obj)
         by_pid[key] = obj
-    have = {s.index: s for s in call.streams.all()}
+    if new_parts:
+        Participant.objects.bulk_create(new_parts)  # sets their keys (RETURNING) for the streams below
+    have = {} if created else {s.index: s for s in call.streams.all()}
+    new_streams: list[Stream] = []
     for index, s in state.streams.items():
         part = by_pid.get(s.get("participant_id") or "")
         values = {
@@ -143,11 +154,16 @@ def upsert_call(state: JournalState, *, spool_key: str) -> Call:
         if index in have:
             Stream.objects.filter(pk=have[index].pk).update(**values)
         else:
-            Stream.objects.create(call=call, index=index, **values)
+            new_streams.append(Stream(call=call, index=index, **values))
+    if new_streams:
+        Stream.objects.bulk_create(new_streams)
     if call.team_id is None:
         from callvault.apps.accounts.services import assign_call
 
-        if assign_call(call):
+        numbers: dict[str, set[str]] = {"caller": set(), "callee": set()}
+        for part in by_pid.values():
+            numbers["caller" if part.role == "caller" else "callee"].add(part.number)
+        if assign_call(call, participants=numbers):
             call.save(update_fields=["team", "agent"])
     if created:
         transaction.on_commit(lambda: publish(CALL_ANSWERED if call.answered_at else CALL_RINGING, call))

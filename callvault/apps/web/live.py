@@ -99,22 +99,39 @@ def message_of(
 
 def deliver(kind: str, call: Any) -> None:
     """Publish one call event (called through ``callvault.live.publish``, which logs failures)."""
-    payload = payload_of(kind, call)
+    deliver_many([(kind, call)])
+
+
+def deliver_many(events: list[tuple[str, Any]]) -> None:
+    """Publish call events in order; on the embedded default in one transaction and one wake-up
+    (a bulk ingest of hundreds of calls, see ``callvault.live.batched``)."""
+    if not events:
+        return
+    rows = [(kind, call.pk, call.team_id, call.agent_id, payload_of(kind, call)) for kind, call in events]
     if redis_enabled():
-        _redis_sender().send(message_of(kind, call.pk, call.team_id, call.agent_id, payload))
+        sender = _redis_sender()
+        for kind, call_id, team_id, agent_id, payload in rows:
+            sender.send(message_of(kind, call_id, team_id, agent_id, payload))
         return
     from callvault.apps.live.models import LiveEvent
 
-    event = LiveEvent.objects.create(
-        kind=kind,
-        call_id=call.pk,
-        team_id=call.team_id,
-        agent_id=call.agent_id,
-        payload=payload,
-        created_at=timezone.now(),
+    now = timezone.now()
+    made = LiveEvent.objects.bulk_create(
+        [
+            LiveEvent(
+                kind=kind,
+                call_id=call_id,
+                team_id=team_id,
+                agent_id=agent_id,
+                payload=payload,
+                created_at=now,
+            )
+            for kind, call_id, team_id, agent_id, payload in rows
+        ]
     )
     livewake.wake()
-    if event.pk % 100 == 0:
+    last = made[-1].pk
+    if last is not None and (last % 100 < len(made) or len(made) >= 100):
         trim()
 
 

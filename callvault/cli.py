@@ -188,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="BPF capture filter, e.g. 'udp or tcp port 5060' (default: everything)",
     )
+    p.add_argument(
+        "--buffer-mb",
+        type=int,
+        default=256,
+        metavar="MB",
+        help="kernel capture ring in MB (default 256: about 10 s of 500 calls, so a burst of "
+        "call set-ups or a slow disk does not drop packets)",
+    )
 
     p = sub.add_parser("retry", help="queue the recording of a call for processing again")
     _add_common(p)
@@ -461,7 +469,10 @@ def _cmd_sniff(args: argparse.Namespace) -> int:
     from callvault.capture.passive import CaptureUnavailable, open_live, run_sniffer
 
     try:
-        handle = open_live(args.interface, args.filter)  # first: a missing capability is the likely problem
+        if not 1 <= args.buffer_mb <= 4096:
+            raise CaptureUnavailable(f"--buffer-mb must be between 1 and 4096, not {args.buffer_mb}")
+        # first: a missing capability is the likely problem
+        handle = open_live(args.interface, args.filter, buffer_mb=args.buffer_mb)
     except CaptureUnavailable as exc:
         print(f"callvault sniff: {exc}", file=sys.stderr)
         return 2

@@ -428,7 +428,7 @@ PUMP_INTERVAL = 0.05
 FLUSH_INTERVAL = 0.5
 
 
-def open_live(interface: str, bpf: str | None, *, buffer_mb: int = 64) -> Any:
+def open_live(interface: str, bpf: str | None, *, buffer_mb: int = 256) -> Any:
     """Open a libpcap capture handle; raise CaptureUnavailable with a clear reason."""
     import pcapy
 

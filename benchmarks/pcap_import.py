@@ -202,7 +202,7 @@ def core_only(path: Path) -> dict[str, float]:
             reader.feed(chunk)
             core.process(reader.records())
             for ch in core.channels():
-                ch.take()
+                ch.take_records()
             while core.next_event() is not None:
                 pass
     core.finish()
@@ -249,7 +249,7 @@ def live_path_cost(path: Path, limit: int = 1_000_000) -> dict[str, float]:
             for sec, usec, off, caplen in meta_s.iter_unpack(packed)
         )
         for ch in core.channels():
-            ch.take()
+            ch.take_records()
         while core.next_event() is not None:
             pass
     cpu = time.process_time() - cpu

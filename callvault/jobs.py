@@ -32,9 +32,9 @@ def run_worker() -> int:
     from django.db import connections
 
     connections.close_all()
+    _children_die_with_their_parent()
     if settings.PRE_ENCODE:
         _start_preencoder()
-    HUEY.on_startup()(_die_with_the_consumer)
     consumer = HUEY.create_consumer(**options)
     log.info(
         "worker started (%s queue, %s %s workers)",
@@ -46,29 +46,38 @@ def run_worker() -> int:
     return 0
 
 
-def _die_with_the_consumer() -> None:
-    """In a forked worker process: exit when the consumer process dies, even by SIGKILL.
+def _children_die_with_their_parent() -> None:
+    """Every process this worker forks from now on exits when its parent dies, even by SIGKILL.
 
-    Otherwise orphaned workers would go on taking jobs nobody supervises.
+    Huey's job workers and its periodic scheduler, and the pre-encoders, are forked processes.
+    Orphaned, they would go on taking jobs nobody supervises, or (the scheduler) queue the
+    periodic sweeps again every minute for ever, beside the worker that replaced them. Linux's
+    parent-death signal does it for every fork (``os.register_at_fork``); a parent that died
+    between the fork and the ``prctl`` is caught by comparing the parent's pid.
     """
-    import multiprocessing
     import os
     import signal
 
-    if multiprocessing.current_process().name == "MainProcess":
-        return
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:  # not Linux: nothing to do
+        return
+    if not hasattr(libc, "prctl"):
+        return
+    forker = [0]
+
+    def before() -> None:
+        forker[0] = os.getpid()
+
+    def in_child() -> None:
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: nothing to do
-        return
-    parent = multiprocessing.parent_process()
-    # the consumer died before we asked: we were re-parented (to init or to a subreaper)
-    if os.getppid() == 1 or (parent is not None and os.getppid() != parent.pid):
-        os._exit(1)
+        if os.getppid() != forker[0]:  # re-parented already (to init or a subreaper)
+            os._exit(1)
+
+    os.register_at_fork(before=before, after_in_child=in_child)
 
 
 def _start_preencoder() -> None:
@@ -85,7 +94,6 @@ def _start_preencoder() -> None:
     shards = settings.JOB_WORKERS
 
     def main(shard: int) -> None:
-        _die_with_the_consumer()
         from callvault.apps.recordings.preencode import run_preencoder
 
         run_preencoder(shard=shard, shards=shards)

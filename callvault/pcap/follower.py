@@ -35,7 +35,6 @@ Fast path
 from __future__ import annotations
 
 import re
-import struct
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -295,7 +294,7 @@ class PassiveCapture:
         slow = self._slow
         count = 0
         last_lt = -1
-        off = k0 = k1 = proto = frag = frag2 = payload = -1
+        off = k0 = k1 = proto = frag = frag2 = payload = length = -1
         pack = _pack_record_header
         ts = self.now
         for ts, lt, frame in records:
@@ -307,6 +306,7 @@ class PassiveCapture:
                 last_lt = lt
                 off = fast_off.get(lt, -1)
                 k0, k1, proto, frag, frag2, payload = off + 12, off + 24, off + 9, off + 6, off + 7, off + 28
+                length = off + 2
             if off >= 0:
                 append = fast.get(frame[k0:k1])
                 # plain IPv4 (no options), UDP, not a fragment: the addresses and ports are the key
@@ -317,9 +317,13 @@ class PassiveCapture:
                     and not frame[frag] & 0x3F
                     and not frame[frag2]
                 ):
-                    try:
-                        append(pack(ts, len(frame) - payload) + frame[payload:])
-                    except struct.error:  # a frame over 64 KiB: no RTP packet, a corrupt capture
+                    # the datagram ends where the IP total length says: Ethernet pads short frames
+                    # to 60 bytes, and some mirror ports keep the 4-byte FCS at the end of every frame
+                    rtp = frame[payload : off + (frame[length] << 8 | frame[length + 1])]
+                    n = len(rtp)
+                    if n >= 12:
+                        append(pack(ts, n) + rtp)
+                    else:  # shorter than an RTP header (a corrupt IP length): not audio
                         self.stats["rtp_garbage"] += 1
                     continue
             slow(ts, lt, frame)

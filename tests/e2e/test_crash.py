@@ -6,7 +6,9 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +71,47 @@ def test_calls_survive_kill_9_of_the_recorder_as_interrupted_recordings(
         assert envelope_correlation(pcm[:n, 0], rate, caller[:n], 8000, max_lag_ms=lag) >= 0.9
         assert envelope_correlation(pcm[:n, 1], rate, callee[:n], 8000, max_lag_ms=lag) >= 0.9
     assert not any((server.data_dir / "spool").iterdir()), "every recovered spool was finalized and removed"
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children of children included), from /proc."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_nothing_of_a_worker_killed_with_sigkill_lives_on(server_factory: Callable[..., Server]) -> None:
+    """Job workers, huey's periodic scheduler and the pre-encoders are forked: after a SIGKILL of
+    the worker (the OOM killer's way) none may stay behind, taking jobs or queueing the periodic
+    sweeps for ever beside the worker that replaces it."""
+    srv = server_factory(CALLVAULT_JOB_WORKERS="2")
+    worker = srv.procs["worker"]
+    srv.wait(lambda: "worker started" in srv.log("worker"), 30, "worker started")
+
+    # job workers (2), the scheduler and the pre-encoders (2)
+    def forked() -> set[int] | None:
+        kids = _descendants(worker.pid)
+        return kids if len(kids) >= 5 else None
+
+    kids = srv.wait(forked, 30, "5 forked processes")
+    srv.stop("worker", signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(k) for k in kids):
+        time.sleep(0.1)
+    assert not [k for k in kids if _alive(k)], "forked processes outlived the killed worker"

@@ -280,15 +280,18 @@ def test_reported_drops_go_to_calls_alive_at_that_time() -> None:
     assert call.capture_drops == 4
 
 
-def test_an_oversized_frame_on_a_known_rtp_path_is_counted_not_fatal() -> None:
-    """The fast path formats spool records (64 KiB at most): a corrupt capture's giant frame
-    to a known channel is garbage, and the packets around it are still recorded."""
+def test_padding_and_fcs_after_the_datagram_are_not_recorded() -> None:
+    """A mirror port may keep the 4-byte FCS on every frame, and Ethernet pads short frames to 60
+    bytes: the packets recorded end where the IP total length says, on the fast path as on the
+    first (slow path) packet; a datagram too short for RTP is counted, not recorded."""
     t, d = Traffic(), Dialog()
-    basic_call(t, d, talk=20)
-    giant = ethernet(ipv4(A_MEDIA[0], B_MEDIA[0], 17, udp(A_MEDIA[1], B_MEDIA[1], b"\x80" * 12)))
-    t.add(102.3, giant + b"\x00" * 70000)  # a capture record longer than any UDP datagram
+    basic_call(t, d, talk=5)
+    t.records = [(ts, lt, frame + b"\xde\xad\xbe\xef") for ts, lt, frame in t.records]  # an FCS
+    short = ethernet(ipv4(A_MEDIA[0], B_MEDIA[0], 17, udp(A_MEDIA[1], B_MEDIA[1], b"\x80\x08\x00\x01")))
+    t.add(102.08, short + b"\x00" * (60 - len(short)))  # 4 bytes of UDP payload, padded to 60
     f = follow(t.sorted())
     [started] = f.calls()
     left, right = f.packets[started.call.call_id]
-    assert len(left) == 20 and len(right) == 20
+    assert len(left) == 5 and len(right) == 5
+    assert {len(p) for _, p in left + right} == {12 + 160}
     assert f.core.stats["rtp_garbage"] == 1

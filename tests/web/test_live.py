@@ -121,24 +121,51 @@ def test_a_batch_publishes_its_events_together_in_order_as_they_were(
     cast: Cast, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An import enters hundreds of calls per transaction: their events go out in one write."""
+    import os
+    import socket
+
     from callvault import live as capture_live
 
     LiveEvent.objects.all().delete()
-    wakes: list[int] = []
-    monkeypatch.setattr(live.livewake, "wake", lambda: wakes.append(1))
-    call = cast.call_a
-    with capture_live.batched():
-        call.state = "active"
-        capture_live.publish("call.answered", call)
-        with capture_live.batched():  # a nested batch joins the outer one
-            call.state = "completed"
-            capture_live.publish("call.ended", call)
-        assert not LiveEvent.objects.exists() and not wakes  # nothing yet
-    rows = list(LiveEvent.objects.order_by("pk").values_list("kind", "payload"))
-    assert [(k, p["state"]) for k, p in rows] == [("call.answered", "active"), ("call.ended", "completed")]
-    assert wakes == [1]
-    capture_live.publish("call.updated", call)  # outside a batch: at once, as before
-    assert LiveEvent.objects.count() == 3 and wakes == [1, 1]
+    # a tailer's wake-up port, registered as a web process registers it: count the datagrams
+    port = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    port.bind(("127.0.0.1", 0))
+    port.settimeout(0.3)
+    folder = live.livewake.wake_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    registration = folder / f"{os.getpid()}-batch-test.port"
+    registration.write_text(str(port.getsockname()[1]))
+    monkeypatch.setattr(live.livewake, "_sender", live.livewake._Sender())  # reads the ports anew
+
+    def wakes() -> int:
+        got = 0
+        while True:
+            try:
+                port.recv(16)
+            except TimeoutError:
+                return got
+            got += 1
+
+    try:
+        call = cast.call_a
+        with capture_live.batched():
+            call.state = "active"
+            capture_live.publish("call.answered", call)
+            with capture_live.batched():  # a nested batch joins the outer one
+                call.state = "completed"
+                capture_live.publish("call.ended", call)
+            assert not LiveEvent.objects.exists() and wakes() == 0  # nothing yet
+        rows = list(LiveEvent.objects.order_by("pk").values_list("kind", "payload"))
+        assert [(k, p["state"]) for k, p in rows] == [
+            ("call.answered", "active"),
+            ("call.ended", "completed"),
+        ]
+        assert wakes() == 1
+        capture_live.publish("call.updated", call)  # outside a batch: at once, as before
+        assert LiveEvent.objects.count() == 3 and wakes() == 1
+    finally:
+        registration.unlink()
+        port.close()
 
 
 def test_each_role_receives_exactly_the_events_of_calls_it_may_see(cast: Cast) -> None:

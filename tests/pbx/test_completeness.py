@@ -299,15 +299,17 @@ def test_rechecking_a_fixed_call_clears_it_and_is_audited(flagged: Cast, client:
     assert client.post(f"/checks/recordings/{flagged.call_b.pk}/recheck").status_code == 404  # team B
 
 
-def test_the_retry_button_queues_the_failed_recording_again(
-    flagged: Cast, client: Client, monkeypatch: Any
-) -> None:
-    queued: list[str] = []
-    monkeypatch.setattr("callvault.apps.recordings.tasks.enqueue_finalize", queued.append)
+def test_the_retry_button_queues_the_failed_recording_again(flagged: Cast, client: Client) -> None:
+    from huey.contrib.djhuey import HUEY
+
+    def queued() -> list[tuple[str, tuple[Any, ...]]]:  # what the job queue holds (the real one)
+        return [(task.name, tuple(task.args)) for task in HUEY.pending()]
+
+    HUEY.flush()
     Call.objects.filter(pk=flagged.call_b.pk).update(recording_state="failed")
     client.force_login(flagged.admin)
     client.post(f"/checks/recordings/{flagged.call_b.pk}/recheck", {"retry": "1"})
-    assert queued == [str(flagged.call_b.pk)]
+    assert queued() == [("finalize_call_task", (str(flagged.call_b.pk),))]
     assert Call.objects.get(pk=flagged.call_b.pk).recording_state == "pending"
 
 

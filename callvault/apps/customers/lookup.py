@@ -23,7 +23,7 @@ from django.urls import NoReverseMatch, reverse
 from callvault import phone
 from callvault.apps.accounts import access
 from callvault.apps.accounts.models import UserRole
-from callvault.apps.customers.models import Customer, CustomerPhone, ListKind
+from callvault.apps.customers.models import Customer, ListKind
 
 NOTE_PREVIEW = 200
 MAX_CARD_NUMBERS = 5  # numbers of one customer searched for the last call
@@ -125,24 +125,30 @@ def find_customer(number: str, user: Any = None, *, team: Any = None) -> Custome
     caller = phone.classify(number)
     if caller.kind != phone.NORMAL:
         return None
+    from django.db import connection
+
     teams = access.customer_team_ids(user) if user is not None else None
-    row = _match(caller.number, teams, _team_id(team))
+    with connection.cursor() as cur:
+        row = _match(cur, caller.number, teams, _team_id(team))
     return Customer.objects.filter(pk=row[0]).first() if row is not None else None
 
 
-def _match(number: str, teams: list[int] | None, team_id: int | None) -> tuple[int, str, str] | None:
+def _match(cur: Any, number: str, teams: list[int] | None, team_id: int | None) -> Any:
     """(id, name, company) of the customer with this number within the teams; newest update wins."""
-    qs = CustomerPhone.objects.filter(number=number)
-    if teams is not None:
-        qs = qs.filter(customer__owner_team_id__in=teams)
-    if team_id is not None:
-        qs = qs.filter(customer__owner_team_id=team_id)
-    row = (
-        qs.order_by("-customer__updated_at", "-customer_id")
-        .values_list("customer_id", "customer__name", "customer__company")
-        .first()
+    sql = (
+        "SELECT c.id, c.name, c.company FROM customers_customerphone p "
+        "JOIN customers_customer c ON c.id = p.customer_id WHERE p.number = %s"
     )
-    return (int(row[0]), str(row[1]), str(row[2])) if row is not None else None
+    params: list[Any] = [number]
+    if teams is not None:
+        team_in, team_params = _in("c.owner_team_id", teams)
+        sql += f" AND {team_in}"
+        params += team_params
+    if team_id is not None:
+        sql += " AND c.owner_team_id = %s"
+        params.append(team_id)
+    cur.execute(sql + " ORDER BY c.updated_at DESC, c.id DESC LIMIT 1", params)
+    return cur.fetchone()
 
 
 def _name(username: str | None, display_name: str | None) -> str:
@@ -205,20 +211,7 @@ def _card_by_parts(
 
     with connection.cursor() as cur:
         flags = _flag_rows(cur, number, candidate_patterns(number), teams)
-        sql = (
-            "SELECT c.id, c.name, c.company FROM customers_customerphone p "
-            "JOIN customers_customer c ON c.id = p.customer_id WHERE p.number = %s"
-        )
-        params: list[Any] = [number]
-        if teams is not None:
-            team_in, team_params = _in("c.owner_team_id", teams)
-            sql += f" AND {team_in}"
-            params += team_params
-        if match_team is not None:
-            sql += " AND c.owner_team_id = %s"
-            params.append(match_team)
-        cur.execute(sql + " ORDER BY c.updated_at DESC, c.id DESC LIMIT 1", params)
-        match = cur.fetchone()
+        match = _match(cur, number, teams, match_team)
         tags: list[Any] = []
         note = None
         numbers = [number]

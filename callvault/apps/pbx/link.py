@@ -147,27 +147,34 @@ def link_recorded_call(call_id: Any, started_at: Any = None) -> Call | None:
     ``started_at`` (the recorded call's start, when the caller knows it) lets a recording with
     no PBX call near it in time cost one query: the usual case for SIPREC without PBX events.
     """
-    if started_at is not None:
-        near = PbxCall.objects.filter(
+    call = None
+    if started_at is None:
+        call = _recorded_call(call_id)
+        if call is None:
+            return None
+        started_at = call.started_at
+    pcs = list(
+        PbxCall.objects.select_related("call").filter(
             call__source=Source.PBX,
             linked_at__isnull=True,
             call__started_at__gte=started_at - ID_WINDOW,
             call__started_at__lte=started_at + ID_WINDOW,
-        )
-        if not near.exists():
-            return None
-    call = Call.objects.filter(pk=call_id).exclude(source=Source.PBX).first()
+        )[:200]
+    )
+    if not pcs:
+        return None
+    call = call or _recorded_call(call_id)
     if call is None or PbxCall.objects.filter(call=call).exists():
         return None
-    lo, hi = call.started_at - ID_WINDOW, call.started_at + ID_WINDOW
-    pcs = PbxCall.objects.select_related("call").filter(
-        call__source=Source.PBX, linked_at__isnull=True, call__started_at__gte=lo, call__started_at__lte=hi
-    )[:200]
     scored = [(pc, rule, _span(pc)[2]) for pc in pcs if (rule := match_rule(pc, call))]
     best = _best(call.started_at, scored)
     if best is None:
         return None
     return merge(best[0], call, best[1])
+
+
+def _recorded_call(call_id: Any) -> Call | None:
+    return Call.objects.filter(pk=call_id).exclude(source=Source.PBX).first()
 
 
 def merge(pc: PbxCall, recorded: Call, rule: str) -> Call:

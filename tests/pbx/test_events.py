@@ -369,3 +369,23 @@ def test_deleting_a_call_deletes_the_events_that_named_its_numbers(
     pbx.signed(ev("ended", reason="NOANSWER"))
     the_call(integration).delete()
     assert not PbxEvent.objects.exists() and not PbxCall.objects.exists()
+
+
+def test_editing_an_integration_is_audited_with_what_changed(cast: Cast, integration: Integration) -> None:
+    from callvault.apps.audit.models import AuditEntry
+
+    client = Client()
+    client.force_login(cast.admin)
+    r = client.post(
+        f"/settings/pbx/{integration.pk}/edit",
+        {"name": "本社 FreePBX (新)", "auth_mode": integration.auth_mode, "team": "", "enabled": "on"},
+    )
+    assert r.status_code == 302, r.content.decode()[:2000]
+    entry = AuditEntry.objects.filter(detail__op="pbx_integration_update").get()
+    assert entry.detail["changes"] == {"name": {"from": "本社 FreePBX", "to": "本社 FreePBX (新)"}}
+    client.post(
+        f"/settings/pbx/{integration.pk}/edit",
+        {"name": "本社 FreePBX (新)", "auth_mode": integration.auth_mode, "team": "", "enabled": "on"},
+    )
+    again = AuditEntry.objects.filter(detail__op="pbx_integration_update").order_by("-id").first()
+    assert again is not None and again.detail["changes"] == {}  # nothing changed, nothing claimed

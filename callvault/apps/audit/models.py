@@ -96,6 +96,11 @@ class AuditHead(models.Model):
     last_hash = models.CharField(max_length=64, default=GENESIS)
 
 
+def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The settings that differ, as ``{name: {"from": old, "to": new}}`` for an audit detail."""
+    return {k: {"from": before.get(k), "to": v} for k, v in after.items() if before.get(k) != v}
+
+
 def record(
     action: str,
     *,

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from callvault.apps.audit.models import Action, record
+from callvault.apps.audit.models import Action, changes, record
 from callvault.apps.audit.request import client_ip
 from callvault.apps.pbx.forms import IntegrationForm
 from callvault.apps.pbx.models import Integration, new_secret
@@ -101,8 +101,7 @@ def integration_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             integration = form.save()
-            after = _settings_of(integration)
-            changed = {k: {"from": before[k], "to": v} for k, v in after.items() if before[k] != v}
+            changed = changes(before, _settings_of(integration))
             audit(request, integration, "pbx_integration_update", changes=changed)
         messages.success(request, _("PBX 連携「%(name)s」を保存しました。") % {"name": integration.name})
         return redirect("pbx:detail", pk=integration.pk)

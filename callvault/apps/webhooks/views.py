@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from callvault.apps.accounts.access import is_admin
-from callvault.apps.audit.models import Action, record
+from callvault.apps.audit.models import Action, changes, record
 from callvault.apps.webhooks import services
 from callvault.apps.webhooks.forms import WebhookForm
 from callvault.apps.webhooks.models import Delivery, DeliveryStatus, Webhook, new_secret
@@ -165,8 +165,7 @@ def webhook_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             hook = form.save()
-            after = _settings_of(hook)
-            changed = {k: {"from": before[k], "to": v} for k, v in after.items() if before[k] != v}
+            changed = changes(before, _settings_of(hook))
             audit(request, hook, "webhook_update", changes=changed)
         messages.success(request, _("Webhook「%(name)s」を保存しました。") % {"name": hook.name})
         return redirect("webhooks:detail", pk=hook.pk)
